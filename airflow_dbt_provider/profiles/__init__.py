@@ -1,0 +1,1 @@
+"""Build dbt targets (profiles) from Airflow connections."""
