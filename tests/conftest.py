@@ -11,9 +11,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="adp-airflow-home-"))
@@ -60,3 +62,10 @@ def airflow_db(airflow_home: Path) -> Path:
         subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ)
         marker.touch()
     return airflow_home / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server on loopback for the whole session (see support/postgres.py)."""
+    with PostgresServer() as server:
+        yield server
