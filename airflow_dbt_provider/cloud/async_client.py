@@ -1,0 +1,191 @@
+"""Asynchronous dbt Cloud client for triggers, on ``httpx.AsyncClient``.
+
+Why httpx: it is a direct dependency of Airflow core, so it is always installed where a triggerer
+runs; aiohttp only arrives with some providers. One ``AsyncClient`` is kept for the client's life,
+so a trigger's polls reuse one pooled TLS connection instead of a handshake per poll.
+
+Nothing here blocks the event loop: the SSL context (which reads CA files from disk) is built in a
+worker thread on first use, and waits between retries are ``asyncio.sleep``. TLS and proxy come from
+the same :func:`resolve_transport` as the sync client, with httpx's own environment lookup off
+(``trust_env=False``) — httpx would read ``SSL_CERT_FILE`` but ignore ``REQUESTS_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from airflow_dbt_provider.cloud import _endpoints as ep
+from airflow_dbt_provider.cloud._core import (
+    ApiCall,
+    Pager,
+    error_for_status,
+    headers,
+    parse_json,
+    tls_error,
+    transport_error,
+    unwrap,
+)
+from airflow_dbt_provider.cloud.client import _check_limit, _strings, run_web_url
+from airflow_dbt_provider.cloud.models import Account, Run, RunStatus
+from airflow_dbt_provider.cloud.retry import is_retryable_status, parse_retry_after
+from airflow_dbt_provider.cloud.settings import ClientSettings, Transport, resolve_transport
+
+log = logging.getLogger(__name__)
+
+#: httpx errors raised before a request left the machine: repeating is always safe.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+_TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+def build_ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
+    """The SSL context for a resolved ``verify``: default trust store, a CA bundle, or off."""
+    if verify is False:
+        return False
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with requests and httpx
+        return ssl.create_default_context()
+
+
+class AsyncDbtCloudClient:
+    """The calls a trigger needs: account (auth check), run status, cancel, runs, artifacts."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.transport: Transport = resolve_transport(settings)
+        self._client: httpx.AsyncClient | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        settings = self.settings
+        return f"AsyncDbtCloudClient(access_url={settings.access_url!r}, account_id={settings.account_id})"
+
+    async def __aenter__(self) -> AsyncDbtCloudClient:
+        await self._http()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+
+    async def _http(self) -> httpx.AsyncClient:
+        """The pooled httpx client, created once; its SSL context is built off the event loop."""
+        async with self._lock:
+            if self._client is None:
+                context = await asyncio.to_thread(build_ssl_context, self.transport.verify)
+                self._client = httpx.AsyncClient(
+                    base_url=self.settings.api_base,
+                    headers=headers(self.settings),
+                    verify=context,
+                    proxy=self.transport.proxy,
+                    timeout=self.settings.timeout,
+                    trust_env=False,
+                    follow_redirects=False,
+                )
+            return self._client
+
+    async def _send(self, call: ApiCall) -> httpx.Response:
+        """Send with retries; return a 2xx response or raise the matching :class:`DbtCloudError`."""
+        client = await self._http()
+        policy = self.settings.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await client.request(call.method, call.path, params=call.params, json=call.body)
+            except _TRANSPORT_ERRORS as exc:
+                if _is_tls_failure(exc):
+                    raise tls_error(call, self.settings, exc, self.transport.verify) from None
+                if not (isinstance(exc, _NOT_SENT) or call.idempotent) or not policy.should_retry(attempt):
+                    raise transport_error(call, self.settings, exc, attempt) from None
+                await self._wait(call, attempt, None, type(exc).__name__)
+                continue
+            log.debug("dbt Cloud %s %s -> %d", call.method, call.path, response.status_code)
+            if response.is_success:
+                return response
+            status = response.status_code
+            if is_retryable_status(status, idempotent=call.idempotent) and policy.should_retry(attempt):
+                await self._wait(
+                    call, attempt, parse_retry_after(response.headers.get("Retry-After")), f"HTTP {status}"
+                )
+                continue
+            raise error_for_status(call, self.settings, status, response.content, attempt)
+
+    async def _wait(self, call: ApiCall, attempt: int, retry_after: float | None, reason: str) -> None:
+        delay = self.settings.retry.delay(attempt, retry_after)
+        log.warning(
+            "dbt Cloud: %s for %s (attempt %d of %d); retrying in %.1fs",
+            reason,
+            call.what,
+            attempt,
+            self.settings.retry.max_attempts,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+    async def _json(self, call: ApiCall) -> Any:
+        return parse_json(call, (await self._send(call)).content)
+
+    async def _data(self, call: ApiCall) -> Any:
+        return unwrap(call, await self._json(call))
+
+    async def get_account(self, account_id: int | None = None) -> Account:
+        return Account.from_api(await self._data(ep.get_account(self.settings, account_id)))
+
+    async def get_run(self, run_id: int, include_steps: bool = False) -> Run:
+        return Run.from_api(await self._data(ep.get_run(self.settings, run_id, include_steps)))
+
+    async def cancel_run(self, run_id: int) -> Run:
+        return Run.from_api(await self._data(ep.cancel_run(self.settings, run_id)))
+
+    async def list_runs(
+        self,
+        job_id: int | None = None,
+        status: RunStatus | int | list[RunStatus | int] | None = None,
+        order_by: str = "-id",
+        limit: int | None = None,
+    ) -> list[Run]:
+        _check_limit(limit)
+        pager = Pager(ep.list_runs(self.settings, job_id, status, order_by), limit)
+        while not pager.done:
+            pager.add(await self._json(pager.next_call()))
+        return [Run.from_api(r) for r in pager.items]
+
+    async def list_artifacts(self, run_id: int, step: int | None = None) -> list[str]:
+        return _strings(await self._data(ep.list_artifacts(self.settings, run_id, step)), run_id)
+
+    async def get_artifact(self, run_id: int, path: str, step: int | None = None) -> bytes:
+        return (await self._send(ep.get_artifact(self.settings, run_id, path, step))).content
+
+    async def get_artifact_json(self, run_id: int, path: str, step: int | None = None) -> Any:
+        call = ep.get_artifact(self.settings, run_id, path, step)
+        return parse_json(call, (await self._send(call)).content)
+
+    def run_url(self, run: Run) -> str:
+        return run_web_url(self.settings, run)
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """Whether an httpx error wraps a certificate/handshake failure (not worth retrying)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)

@@ -1,0 +1,130 @@
+"""Options of a job run trigger, validated before anything is sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
+
+MAX_CAUSE_LENGTH = 255
+DEFAULT_CAUSE = "Triggered by Airflow (airflow-dbt-provider)"
+
+_INT_FIELDS = (
+    "github_pull_request_id",
+    "gitlab_merge_request_id",
+    "azure_pull_request_id",
+    "non_native_pull_request_id",
+    "threads_override",
+    "timeout_seconds_override",
+)
+_STR_FIELDS = ("git_sha", "git_branch", "schema_override", "dbt_version_override", "target_name_override")
+_PR_FIELDS = _INT_FIELDS[:4]
+
+
+@dataclass(frozen=True)
+class TriggerRunOptions:
+    """Every field the ``Trigger Job Run`` endpoint accepts; only ``cause`` is required.
+
+    ``extra`` is merged into the request body last, for fields dbt Cloud adds after this release
+    (``additional_run_config`` passthrough); it may not override the typed fields.
+    """
+
+    cause: str = DEFAULT_CAUSE
+    git_sha: str | None = None
+    git_branch: str | None = None
+    github_pull_request_id: int | None = None
+    gitlab_merge_request_id: int | None = None
+    azure_pull_request_id: int | None = None
+    non_native_pull_request_id: int | None = None
+    schema_override: str | None = None
+    dbt_version_override: str | None = None
+    threads_override: int | None = None
+    target_name_override: str | None = None
+    generate_docs_override: bool | None = None
+    timeout_seconds_override: int | None = None
+    steps_override: list[str] | None = field(default=None, hash=False)
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        for name in _INT_FIELDS:
+            self._check_int(name)
+        for name in _STR_FIELDS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise DbtCloudConfigError(f"{name} must be a non-empty string or None, got {value!r}")
+        self._check_cause()
+        self._check_steps()
+        self._check_rest()
+
+    def _check_int(self, name: str) -> None:
+        value = getattr(self, name)
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DbtCloudConfigError(f"{name} must be an integer, got {value!r}")
+        minimum = 0 if name == "timeout_seconds_override" else 1
+        if value < minimum:
+            raise DbtCloudConfigError(f"{name} must be at least {minimum}, got {value}")
+
+    def _check_cause(self) -> None:
+        if not isinstance(self.cause, str) or not self.cause.strip():
+            raise DbtCloudConfigError(
+                "cause must be a non-empty string: dbt Cloud shows it as the run's reason"
+            )
+        if len(self.cause) > MAX_CAUSE_LENGTH:
+            raise DbtCloudConfigError(
+                f"cause is {len(self.cause)} characters; dbt Cloud accepts at most {MAX_CAUSE_LENGTH}. "
+                "Shorten it (or use TriggerRunOptions.with_cause, which truncates)."
+            )
+
+    def _check_steps(self) -> None:
+        steps = self.steps_override
+        if steps is None:
+            return
+        if isinstance(steps, str) or not isinstance(steps, list | tuple) or not steps:
+            raise DbtCloudConfigError(
+                f"steps_override must be a non-empty list of dbt commands, e.g. ['dbt build'], got {steps!r}"
+            )
+        bad = [s for s in steps if not isinstance(s, str) or not s.strip().startswith("dbt ")]
+        if bad:
+            raise DbtCloudConfigError(
+                f"every steps_override entry must be a dbt command starting with 'dbt ': {bad!r}"
+            )
+
+    def _check_rest(self) -> None:
+        if self.generate_docs_override is not None and not isinstance(self.generate_docs_override, bool):
+            raise DbtCloudConfigError(
+                f"generate_docs_override must be True, False or None, got {self.generate_docs_override!r}"
+            )
+        prs = [name for name in _PR_FIELDS if getattr(self, name) is not None]
+        if len(prs) > 1:
+            raise DbtCloudConfigError(f"give at most one pull/merge request id, got {', '.join(prs)}")
+        if not isinstance(self.extra, Mapping):
+            raise DbtCloudConfigError(
+                f"extra must be a dict of additional trigger fields, got {self.extra!r}"
+            )
+        typed = {f.name for f in fields(self)} - {"extra"}
+        clash = sorted(typed & set(self.extra))
+        if clash:
+            raise DbtCloudConfigError(f"set {', '.join(clash)} through its own option, not through extra")
+
+    @classmethod
+    def with_cause(cls, cause: str, **kwargs: Any) -> TriggerRunOptions:
+        """Options whose ``cause`` is truncated to dbt Cloud's 255-character limit."""
+        text = " ".join(str(cause).split()) or DEFAULT_CAUSE
+        if len(text) > MAX_CAUSE_LENGTH:
+            text = text[: MAX_CAUSE_LENGTH - 1] + "…"
+        return cls(cause=text, **kwargs)
+
+    def to_api(self) -> dict[str, Any]:
+        """The request body: set fields only, so dbt Cloud keeps the job's own defaults."""
+        body: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or value is None:
+                continue
+            body[f.name] = list(value) if f.name == "steps_override" else value
+        body.update(self.extra)
+        return body
