@@ -62,4 +62,4 @@ bench: install-dev
 	$(VENV)/bin/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(TOOLS) dist .demo .bench
+	rm -rf $(VENV) $(TOOLS) dist .demo .bench .venv-adapters .venv-dbt-subprocess
