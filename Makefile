@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE := 1
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: help demo test bench lint typecheck unit install-dev install-demo wheel clean
+.PHONY: help demo test test-min bench lint typecheck install-dev install-demo wheel clean
 
 help:
 	@echo "make demo   set up .venv and run the example DAGs end to end on embedded defaults"
@@ -54,6 +54,18 @@ test: install-dev
 	$(VENV)/bin/mypy airflow_dbt_provider
 	bash scripts/ensure_system_deps.sh
 	ADP_REQUIRE_WHEEL=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-min
+
+# The minimum-versions lane: every declared floor installed exactly (scripts/min_requirements.py),
+# running the suites that exercise the libraries whose floors sit below uv.lock's versions.
+MIN_VENV := .venv-min
+MIN_SUITES := tests/unit tests/cloud tests/hooks tests/assets
+test-min: $(UV) wheel
+	$(VENV)/bin/python scripts/min_requirements.py > dist/min-requirements.txt
+	[ -x $(MIN_VENV)/bin/python ] || $(UV) venv --quiet --python $(VENV)/bin/python $(MIN_VENV)
+	$(UV) pip install --python $(MIN_VENV)/bin/python --quiet --overrides scripts/uv-overrides.txt \
+		--reinstall-package airflow-dbt-provider -r dist/min-requirements.txt "$$(ls dist/*.whl)[dev]"
+	ADP_REQUIRE_WHEEL=1 $(MIN_VENV)/bin/pytest -q -p no:cacheprovider $(MIN_SUITES)
 
 demo: install-demo
 	$(VENV)/bin/python scripts/demo.py
@@ -62,4 +74,4 @@ bench: install-dev
 	$(VENV)/bin/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(TOOLS) dist .demo .bench .venv-adapters .venv-dbt-subprocess
+	rm -rf $(VENV) $(TOOLS) dist .demo .bench .venv-*
