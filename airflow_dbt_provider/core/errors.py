@@ -1,0 +1,77 @@
+"""Errors raised by the dbt Core runner.
+
+They carry no Airflow types so the core stays usable (and testable) outside Airflow; the
+operators let them propagate, which fails the task with the message written here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_dbt_provider.core.results import DbtResult
+
+
+class DbtCoreError(Exception):
+    """Base class of every error the dbt Core runner raises."""
+
+
+class DbtConfigurationError(DbtCoreError, ValueError):
+    """The runner was configured with something unusable (a missing project dir, bad arguments).
+
+    Raised before dbt runs, with a message that says what is wrong and how to fix it.
+    """
+
+
+class DbtInvocationError(DbtCoreError):
+    """dbt could not complete the command: it raised instead of reporting node results.
+
+    This is dbt's "unhandled" outcome (``dbtRunnerResult.exception`` set): a compilation error,
+    an unreadable profile, a failed connection. dbt's own exception is chained as ``__cause__``.
+    """
+
+    def __init__(
+        self, command: str, exception: BaseException, *, redact: Callable[[str], str] | None = None
+    ) -> None:
+        self.command = command
+        self.exception = exception
+        detail = str(exception).strip() or type(exception).__name__
+        if redact is not None:
+            detail = redact(detail)
+        super().__init__(f"dbt {command} raised an error: {detail}")
+
+
+class DbtCommandFailedError(DbtCoreError):
+    """dbt ran the command and reported failures (``success=False`` without an exception).
+
+    The message names each failed node and dbt's message for it, so the task log's last line
+    says what broke without scrolling back through dbt's output.
+    """
+
+    #: How many failed nodes the message lists before summarising the rest.
+    MAX_LISTED = 10
+    #: How many characters of each node's message the error keeps.
+    MAX_MESSAGE = 300
+
+    def __init__(self, result: DbtResult) -> None:
+        self.result = result
+        super().__init__(self._describe(result))
+
+    @classmethod
+    def _describe(cls, result: DbtResult) -> str:
+        failed = result.failed_nodes
+        if not failed:
+            reason = "; ".join(result.error_messages[-3:]) or "dbt reported failure without node results"
+            return f"dbt {result.command} failed: {_truncate(reason, cls.MAX_MESSAGE * 2)}"
+        lines = [f"dbt {result.command} failed: {len(failed)} node(s) failed or errored:"]
+        for node in failed[: cls.MAX_LISTED]:
+            message = _truncate(" ".join((node.message or "").split()), cls.MAX_MESSAGE)
+            lines.append(f"  {node.unique_id} [{node.status}]: {message}")
+        if len(failed) > cls.MAX_LISTED:
+            lines.append(f"  ... and {len(failed) - cls.MAX_LISTED} more (see run_results.json)")
+        return "\n".join(lines)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,80 @@
+"""What ``dbt retry`` needs from a failed try, in a form small enough for a shared store.
+
+On an Airflow retry the previous try's temporary target directory is gone (and may have been on
+another worker), so the operator keeps this state in Airflow's task state store, which every
+worker reaches through the API server. ``dbt retry`` reads only ``run_results.json``: the
+original invocation's ``args`` (command, selection, vars) and the results whose status it
+re-runs (error, fail, skipped, runtime error, partial success). :func:`retry_state` keeps
+exactly that — successful results and compiled SQL are dropped — gzip-compressed, so even a
+large project's failure fits the store's 64 KB default limit; :func:`write_run_results` puts it
+back as a ``run_results.json`` for ``dbt retry --state``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from pathlib import Path
+from typing import Any, TypeGuard
+
+#: The key the operators use in the task state store.
+STATE_KEY = "dbt_retry_from_failure"
+#: Bump when the stored shape changes; an unknown format is ignored (the try runs in full).
+FORMAT = 1
+#: Statuses ``dbt retry`` runs again (dbt's ``RETRYABLE_STATUSES``).
+RETRYABLE_STATUSES = frozenset({"error", "fail", "skipped", "runtime error", "partial success"})
+#: Commands ``dbt retry`` can repeat (dbt's ``TASK_DICT``; ``docs generate`` is ``generate`` there).
+RETRYABLE_COMMANDS = frozenset(
+    {"build", "compile", "clone", "docs generate", "seed", "snapshot", "test", "run", "run-operation"}
+)
+#: Characters of each kept node message (it is only shown, never used by ``dbt retry``).
+MAX_MESSAGE = 500
+
+
+def retry_state(run_results: bytes) -> dict[str, Any] | None:
+    """The state to store after a try whose ``run_results.json`` is ``run_results``.
+
+    ``None`` when nothing would be retried (every node succeeded), so callers delete the key.
+    """
+    data = json.loads(run_results)
+    retryable = [item for item in data.get("results") or [] if item.get("status") in RETRYABLE_STATUSES]
+    if not retryable:
+        return None
+    compact = {**data, "results": [_compact(item) for item in retryable]}
+    blob = gzip.compress(json.dumps(compact, separators=(",", ":")).encode(), mtime=0)
+    return {
+        "format": FORMAT,
+        "command": str((data.get("args") or {}).get("which") or ""),
+        "retry_nodes": sorted(item["unique_id"] for item in retryable),
+        "run_results_gzip_b64": base64.b64encode(blob).decode("ascii"),
+    }
+
+
+def usable(state: Any) -> TypeGuard[dict[str, Any]]:
+    """Whether ``state`` (as read back from the store) is one this version can retry from."""
+    return (
+        isinstance(state, dict)
+        and state.get("format") == FORMAT
+        and isinstance(state.get("run_results_gzip_b64"), str)
+        and bool(state.get("retry_nodes"))
+    )
+
+
+def write_run_results(state: dict[str, Any], directory: Path) -> Path:
+    """Write the stored state back as ``directory/run_results.json`` (for ``--state directory``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "run_results.json"
+    path.write_bytes(gzip.decompress(base64.b64decode(state["run_results_gzip_b64"])))
+    return path
+
+
+def _compact(item: dict[str, Any]) -> dict[str, Any]:
+    """One result with the bulky fields ``dbt retry`` does not read emptied."""
+    message = item.get("message")
+    return {
+        **item,
+        "compiled_code": None,
+        "adapter_response": {},
+        "message": message[:MAX_MESSAGE] if isinstance(message, str) else message,
+    }

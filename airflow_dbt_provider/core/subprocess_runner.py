@@ -1,0 +1,455 @@
+"""Run dbt as a child process, for users whose dbt cannot live in Airflow's virtualenv.
+
+:class:`SubprocessDbtRunner` has the same ``invoke(args, capture=..., **overrides)`` contract as
+:class:`~airflow_dbt_provider.core.runner.DbtRunner` and returns the same
+:class:`~airflow_dbt_provider.core.results.DbtResult`, so operators switch between the two with
+one argument (``dbt_executable``):
+
+* dbt runs with ``--log-format json`` and every line is parsed and handed to the same
+  :class:`~airflow_dbt_provider.core.events.DbtEventLogger` the in-process runner uses, so levels,
+  skipped events, colour stripping and secret redaction are identical;
+* the outcome comes from ``run_results.json`` (per-node results) and the exit code (0 success,
+  1 handled failure, anything else dbt could not run the command);
+* dbt gets its own process group, so :meth:`SubprocessDbtRunner.terminate` stops dbt *and* any
+  process it started (dbt-duckdb plugins, Python models) — what ``on_kill`` needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from airflow_dbt_provider.core.deps import declared_packages, mirror_with_packages, packages_installed
+from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtConfigurationError, DbtInvocationError
+from airflow_dbt_provider.core.events import DbtEventLogger
+from airflow_dbt_provider.core.parse_cache import default_cache_dir
+from airflow_dbt_provider.core.results import DbtResult, NodeResult
+from airflow_dbt_provider.core.runner import (
+    ARTIFACT_FILES,
+    _check_args,
+    _existing_project,
+    _profiles_dir,
+    _secret_env_values,
+    command_name,
+)
+
+#: dbt's exit codes (``dbt.cli.exceptions``): 0 success, 1 handled failure, 2 unhandled error.
+EXIT_SUCCESS = 0
+EXIT_FAILURE = 1
+#: Events whose message is the command's answer (``dbt ls`` prints each resource as a ``PrintEvent``).
+_OUTPUT_EVENTS = frozenset({"ListCmdOut", "PrintEvent"})
+#: Seconds dbt gets to exit after SIGINT (cancelling its queries) before its process group is killed.
+TERMINATE_GRACE = 10.0
+
+
+class DbtSubprocessError(RuntimeError):
+    """dbt exited with an unhandled error; the message is dbt's last error lines (redacted)."""
+
+
+class SubprocessDbtRunner:
+    """Run dbt commands with a dbt executable from another virtualenv.
+
+    :param dbt_executable: path to the ``dbt`` script (e.g. ``/opt/dbt-venv/bin/dbt``).
+    :param project_dir: the dbt project (the directory holding ``dbt_project.yml``).
+    :param profiles_dir: directory holding ``profiles.yml``; default as for ``DbtRunner``.
+    :param target: the profile target (``--target``).
+    :param profile: the profile name (``--profile``).
+    :param vars: dbt vars (``--vars``) for every invocation.
+    :param env: environment variables for the dbt process only (e.g. a profile's secrets).
+    :param secrets: values to redact from every log line (secret-looking ``env`` values always are).
+    :param logger: where dbt's lines go; default: ``airflow_dbt_provider.dbt``.
+    :param artifacts_dir: when set, each invocation's artifacts and ``dbt.log`` are copied here.
+    :param install_deps: run ``dbt deps`` (with this executable) first when the project declares
+        packages that are not installed, into a cached mirror of the project, as ``DbtRunner`` does.
+    :param cache_dir: root of the package mirrors; default: the parse cache's default directory.
+    :param send_anonymous_usage_stats: opt in to dbt's anonymous usage tracking (off by default).
+    """
+
+    def __init__(
+        self,
+        dbt_executable: str | os.PathLike[str],
+        project_dir: str | os.PathLike[str],
+        *,
+        profiles_dir: str | os.PathLike[str] | None = None,
+        target: str | None = None,
+        profile: str | None = None,
+        vars: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Collection[str] = (),
+        logger: logging.Logger | None = None,
+        artifacts_dir: str | os.PathLike[str] | None = None,
+        install_deps: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        send_anonymous_usage_stats: bool = False,
+    ) -> None:
+        self.dbt_executable = _executable(dbt_executable)
+        self.project_dir = _existing_project(project_dir)
+        self.profiles_dir = _profiles_dir(profiles_dir, self.project_dir)
+        self.target = target
+        self.profile = profile
+        self.vars = dict(vars or {})
+        self.env = {str(k): str(v) for k, v in (env or {}).items()}
+        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
+        self.install_deps = install_deps
+        self.cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.send_anonymous_usage_stats = send_anonymous_usage_stats
+        self.logger = logger or logging.getLogger("airflow_dbt_provider.dbt")
+        self.events = DbtEventLogger(self.logger, secrets=[*secrets, *_secret_env_values(self.env)])
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._terminated = False
+
+    def __repr__(self) -> str:
+        # env values may be secrets: show only their names.
+        return (
+            f"SubprocessDbtRunner(dbt_executable={str(self.dbt_executable)!r}, "
+            f"project_dir={str(self.project_dir)!r}, target={self.target!r}, env_keys={sorted(self.env)!r})"
+        )
+
+    # -- public API -----------------------------------------------------------------------------
+
+    def invoke(
+        self,
+        args: Sequence[str] | str,
+        *,
+        capture: Collection[str] = (),
+        **overrides: Any,
+    ) -> DbtResult:
+        """Run one dbt command in a child process; see ``DbtRunner.invoke`` for the contract.
+
+        ``overrides`` use dbt's parameter names (``select``, ``full_refresh``) and become CLI
+        options (``--select``, ``--full-refresh``/``--no-full-refresh``).
+        """
+        argv = _check_args(args)
+        command = command_name(argv)
+        project_dir = self._project_for_run(command)
+        with _invocation_dir() as root:
+            target_path, log_path = root / "target", root / "logs"
+            target_path.mkdir()
+            log_path.mkdir()
+            full = [str(self.dbt_executable), *argv, *self._options(overrides)]
+            self.events.reset()
+            self.logger.info("Running %s", self.events.clean(shlex.join([self.dbt_executable.name, *argv])))
+            started = time.monotonic()
+            returncode, output = self._run(full, self._environment(project_dir, target_path, log_path))
+            elapsed = time.monotonic() - started
+            if self._terminated:
+                raise DbtInvocationError(command, DbtSubprocessError("dbt was terminated (on_kill)"))
+            artifacts = self._keep_artifacts(target_path, log_path)
+            result = self._result(command, returncode, output, target_path, elapsed, artifacts)
+            captured = {n: (target_path / n).read_bytes() for n in capture if (target_path / n).is_file()}
+        return dataclasses.replace(result, captured=captured) if captured else result
+
+    def terminate(self, grace: float = TERMINATE_GRACE) -> bool:
+        """Stop the running dbt and every process it started; ``False`` when nothing was running.
+
+        SIGINT goes to the whole process group first: dbt treats it as Ctrl-C and cancels its open
+        warehouse queries (a plain SIGTERM would leave them running on the server). Whatever is
+        still alive after ``grace`` seconds gets SIGKILL. Safe to call from a signal handler or
+        another thread.
+        """
+        with self._lock:
+            process = self._process
+            if process is None or process.poll() is not None:
+                return False
+            self._terminated = True
+        self.logger.warning("Stopping dbt (process group %d)", process.pid)
+        _signal_group(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.logger.warning("dbt did not stop within %.0fs; killing its process group", grace)
+        # Children dbt started may outlive dbt itself (or ignore SIGINT): the group goes in any case.
+        _signal_group(process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+        return True
+
+    # -- one invocation -------------------------------------------------------------------------
+
+    def _options(self, overrides: Mapping[str, Any]) -> list[str]:
+        """CLI options from dbt parameter names (the runner-owned settings go through the env)."""
+        for reserved in ("project_dir", "target_path", "log_path", "profiles_dir"):
+            if reserved in overrides:
+                raise DbtConfigurationError(
+                    f"{reserved}= cannot be overridden per invocation: the runner manages it"
+                )
+        params: dict[str, Any] = {}
+        if self.vars:
+            params["vars"] = self.vars
+        params.update(overrides)
+        return [word for name, value in params.items() for word in cli_option(name, value)]
+
+    def _environment(self, project_dir: Path, target_path: Path, log_path: Path) -> dict[str, str]:
+        """The child's environment: ours, the runner's ``env``, and dbt's own settings.
+
+        The runner's settings go through dbt's ``DBT_*`` variables rather than options because
+        not every command accepts every option (``dbt deps`` has no ``--target-path``), while
+        every command ignores variables it does not use.
+        """
+        env = {**os.environ, **self.env}
+        env.update(
+            {
+                "DBT_LOG_FORMAT": "json",
+                "DBT_USE_COLORS": "False",
+                "DBT_PROJECT_DIR": str(project_dir),
+                "DBT_PROFILES_DIR": str(self.profiles_dir),
+                "DBT_TARGET_PATH": str(target_path),
+                "DBT_LOG_PATH": str(log_path),
+                "DBT_LOG_LEVEL_FILE": "debug" if self.artifacts_dir is not None else "none",
+            }
+        )
+        for name, value in (("DBT_TARGET", self.target), ("DBT_PROFILE", self.profile)):
+            if value:
+                env[name] = value
+            else:
+                env.pop(name, None)
+        if not self.send_anonymous_usage_stats:
+            env.update({"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
+        return env
+
+    def _run(self, argv: list[str], env: Mapping[str, str]) -> tuple[int, list[str]]:
+        """Start dbt in a new process group, log its lines as they come; return (exit code, output)."""
+        with self._lock:
+            self._terminated = False
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=self.project_dir,
+                env=dict(env),
+                start_new_session=True,  # own process group: terminate() reaches dbt's children too
+            )
+            self._process = process
+        output: list[str] = []
+        try:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                self._handle_line(raw.decode("utf-8", errors="replace"), output)
+            return process.wait(), output
+        finally:
+            if process.poll() is None:  # interrupted while reading (e.g. KeyboardInterrupt)
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait()
+            with self._lock:
+                self._process = None
+
+    def _handle_line(self, line: str, output: list[str]) -> None:
+        """One line of dbt's stdout: a JSON event (the normal case) or plain text (a crash)."""
+        if not line.strip():
+            return
+        event = parse_json_event(line)
+        if event is None:
+            # Not an event: e.g. a Python traceback before dbt's logging was set up.
+            text = self.events.clean(line.rstrip())
+            self.logger.warning("%s", text)
+            self.events.errors.append(text.strip())
+            return
+        if event.info.name in _OUTPUT_EVENTS:
+            output.append(event.info.msg)
+        self.events(event)
+
+    def _result(
+        self,
+        command: str,
+        returncode: int,
+        output: list[str],
+        target_path: Path,
+        elapsed: float,
+        artifacts: Mapping[str, Path],
+    ) -> DbtResult:
+        """The typed result: nodes from ``run_results.json``, success from the exit code.
+
+        Exit code 1 is dbt's handled failure (failed nodes, a ``debug`` that cannot connect): a
+        result with ``success=False``, as in process.
+        """
+        run_results = target_path / "run_results.json"
+        nodes = node_results(json.loads(run_results.read_bytes())) if run_results.is_file() else ()
+        if returncode not in (EXIT_SUCCESS, EXIT_FAILURE):
+            # dbt's "unhandled" exit (2), or killed by a signal: the in-process runner's exception case.
+            detail = "; ".join(self.events.errors[-5:]) or f"dbt exited with code {returncode}"
+            raise DbtInvocationError(command, DbtSubprocessError(detail))
+        return DbtResult(
+            command=command,
+            success=returncode == EXIT_SUCCESS,
+            nodes=nodes,
+            elapsed=elapsed,
+            artifacts=dict(artifacts),
+            error_messages=tuple(self.events.errors),
+            output=_command_output(command, returncode, output),
+        )
+
+    def _project_for_run(self, command: str) -> Path:
+        """The user's project, or a cached mirror with its packages installed by this dbt."""
+        project = self.project_dir
+        if (
+            not self.install_deps
+            or command in ("deps", "clean", "debug")
+            or not declared_packages(project)
+            or packages_installed(project)
+        ):
+            return project
+        return mirror_with_packages(project, self.cache_root, self._install_packages, version=self._version())
+
+    def _install_packages(self, mirror: Path) -> None:
+        self.logger.info("Installing the packages of %s (dbt deps)", self.project_dir)
+        installer = SubprocessDbtRunner(
+            self.dbt_executable,
+            mirror,
+            profiles_dir=self.profiles_dir,
+            env=self.env,
+            logger=self.logger,
+            send_anonymous_usage_stats=self.send_anonymous_usage_stats,
+        )
+        installer.events = self.events
+        result = installer.invoke(["deps"])
+        if not result.success:
+            raise DbtCommandFailedError(result)
+
+    def _version(self) -> str:
+        """Keys the package mirror: the executable, so two dbt installs never share one."""
+        return f"subprocess:{self.dbt_executable.resolve()}"
+
+    def _keep_artifacts(self, target_path: Path, log_path: Path) -> dict[str, Path]:
+        if self.artifacts_dir is None:
+            return {}
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        kept: dict[str, Path] = {}
+        for source in [*(target_path / n for n in ARTIFACT_FILES), log_path / "dbt.log"]:
+            if source.is_file():
+                shutil.copyfile(source, self.artifacts_dir / source.name)
+                kept[source.name] = self.artifacts_dir / source.name
+        return kept
+
+
+# -- helpers (public ones are tested directly) -------------------------------------------------------
+
+
+def cli_option(name: str, value: Any) -> list[str]:
+    """A dbt parameter by its Python name as CLI words: ``full_refresh=True`` → ``--full-refresh``.
+
+    Booleans become ``--flag``/``--no-flag``, sequences repeat their values after one option
+    (``--select a b``), mappings (``vars``, ``args``) are passed as JSON, which dbt reads as YAML.
+    """
+    if value is None:
+        return []
+    flag = "--" + name.replace("_", "-")
+    if name == "resource_types":
+        flag = "--resource-type"
+    elif name == "exclude_resource_types":
+        flag = "--exclude-resource-type"
+    if isinstance(value, bool):
+        return [flag] if value else ["--no-" + flag[2:]]
+    if isinstance(value, Mapping):
+        return [flag, json.dumps(value, default=str)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        values = [str(v) for v in value]
+        if not values:
+            return []
+        if name in ("resource_types", "exclude_resource_types"):
+            return [word for v in values for word in (flag, v)]
+        return [flag, *values]
+    return [flag, str(value)]
+
+
+def parse_json_event(line: str) -> Any:
+    """One ``--log-format json`` line as an object shaped like dbt's ``EventMsg`` (or ``None``).
+
+    Only ``info.name``, ``info.level`` and ``info.msg`` are read downstream, which is what lets
+    the subprocess mode reuse :class:`DbtEventLogger` unchanged.
+    """
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    info = data.get("info") if isinstance(data, dict) else None
+    if not isinstance(info, dict) or "msg" not in info:
+        return None
+    return SimpleNamespace(
+        info=SimpleNamespace(
+            name=str(info.get("name", "")),
+            level=str(info.get("level", "info")),
+            msg=str(info.get("msg") or ""),
+        ),
+        data=data.get("data") or {},
+    )
+
+
+def node_results(run_results: Mapping[str, Any]) -> tuple[NodeResult, ...]:
+    """Per-node results from a parsed ``run_results.json`` (any schema version since v4)."""
+    return tuple(_node_result(item) for item in run_results.get("results") or [])
+
+
+def _node_result(item: Mapping[str, Any]) -> NodeResult:
+    timing = {t.get("name"): t for t in item.get("timing") or []}
+    execute = timing.get("execute") or timing.get("compile") or {}
+    adapter_response = item.get("adapter_response") or {}
+    rows = adapter_response.get("rows_affected")
+    return NodeResult(
+        unique_id=str(item["unique_id"]),
+        status=str(item.get("status")),
+        message=item.get("message"),
+        execution_time=float(item.get("execution_time") or 0.0),
+        rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
+        failures=item.get("failures"),
+        started_at=_timestamp(execute.get("started_at")),
+        completed_at=_timestamp(execute.get("completed_at")),
+        relation_name=item.get("relation_name"),
+    )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return None
+
+
+def _command_output(command: str, returncode: int, output: list[str]) -> Any:
+    """What ``DbtResult.output`` holds in process, where the subprocess can reproduce it."""
+    if command in ("ls", "list"):
+        return output
+    if command == "debug":
+        return returncode == EXIT_SUCCESS
+    return None
+
+
+def _executable(path: str | os.PathLike[str]) -> Path:
+    candidate = Path(path).expanduser()
+    if not candidate.is_file() or not os.access(candidate, os.X_OK):
+        raise DbtConfigurationError(
+            f"dbt_executable {str(candidate)!r} is not an executable file; point it at the dbt script "
+            "of the virtualenv that holds dbt, e.g. /opt/dbt-venv/bin/dbt"
+        )
+    return candidate
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+@contextlib.contextmanager
+def _invocation_dir() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="dbt-subprocess-"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
