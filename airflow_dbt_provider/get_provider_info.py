@@ -15,6 +15,89 @@ INTEGRATION_CLOUD = "dbt Cloud"
 INTEGRATION_CORE = "dbt Core"
 
 
+# The dbt Cloud connection form (Airflow 3.2+ reads these declaratively; values go to Connection.extra).
+DBT_CLOUD_CONNECTION: dict[str, Any] = {
+    "connection-type": "dbt_cloud_api",
+    "hook-class-name": "airflow_dbt_provider.hooks.dbt_cloud.DbtCloudHook",
+    "hook-name": "dbt Cloud API",
+    "ui-field-behaviour": {
+        "hidden-fields": ["schema", "port"],
+        "relabeling": {"login": "Account ID", "password": "API token", "host": "Access URL"},
+        "placeholders": {
+            "login": "12345 (the number after /deploy/ in your dbt Cloud URLs)",
+            "password": "dbtc_... service token",
+            "host": "https://ab123.us1.dbt.com",
+            "proxies": '{"https": "http://proxy.example.com:3128"}',
+            "ca_bundle": "/etc/ssl/certs/corporate-ca.pem",
+        },
+    },
+    "conn-fields": {
+        "proxies": {
+            "label": "Proxies",
+            "description": "Proxy URL per scheme (requests style). Empty: HTTPS_PROXY / NO_PROXY apply.",
+            "schema": {"type": ["object", "null"], "format": "json"},
+        },
+        "ca_bundle": {
+            "label": "CA bundle",
+            "description": "Path of a PEM CA bundle on workers and triggerer (for TLS-inspecting proxies).",
+            "schema": {"type": ["string", "null"]},
+        },
+        "verify_ssl": {
+            "label": "Verify TLS certificates",
+            "description": "Turn off only for testing.",
+            "schema": {"type": "boolean", "default": True},
+        },
+        "timeout": {
+            "label": "Request timeout (seconds)",
+            "schema": {"type": "number", "default": 30, "minimum": 1},
+        },
+        "retry_max_attempts": {
+            "label": "Attempts per request",
+            "description": "Attempts on 429, 5xx, connection errors and timeouts; 1 disables retries.",
+            "schema": {"type": "integer", "default": 5, "minimum": 1},
+        },
+        "retry_backoff_base": {
+            "label": "Retry backoff base (seconds)",
+            "schema": {"type": "number", "default": 1, "minimum": 0},
+        },
+        "retry_backoff_max": {
+            "label": "Retry backoff cap (seconds)",
+            "schema": {"type": "number", "default": 30, "minimum": 0},
+        },
+    },
+}
+
+
+# The generic dbt target connection: any adapter's whole target in the extra (see profiles/generic.py).
+DBT_TARGET_CONNECTION: dict[str, Any] = {
+    "connection-type": "dbt_target",
+    "hook-class-name": "airflow_dbt_provider.hooks.dbt_target.DbtTargetHook",
+    "hook-name": "dbt target (any adapter)",
+    "ui-field-behaviour": {
+        "relabeling": {"login": "User", "schema": "dbt schema"},
+        "placeholders": {
+            "host": "fills the target's host unless the target JSON sets it",
+            "password": "kept out of profiles.yml: passed to dbt through an environment variable",
+            "adapter_type": "clickhouse",
+            "target": '{"type": "clickhouse", "host": "ch.example.com", "port": 8443, "secure": true}',
+        },
+    },
+    "conn-fields": {
+        "adapter_type": {
+            "label": "dbt adapter type",
+            "description": "The target's 'type' (the dbt adapter), when the target JSON does not set it.",
+            "schema": {"type": ["string", "null"]},
+        },
+        "target": {
+            "label": "dbt target (JSON)",
+            "description": "The dbt target exactly as in profiles.yml. Secret keys (password, token, "
+            "private_key, *_secret) are moved to environment variables at run time.",
+            "schema": {"type": ["object", "null"], "format": "json"},
+        },
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Return the provider's metadata in the shape of Airflow's ``provider_info.schema.json``."""
     return {
@@ -34,10 +117,46 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             },
         ],
-        "hooks": [],
-        "operators": [],
-        "sensors": [],
-        "triggers": [],
-        "extra-links": [],
-        "connection-types": [],
+        "hooks": [
+            {
+                "integration-name": INTEGRATION_CLOUD,
+                "python-modules": ["airflow_dbt_provider.hooks.dbt_cloud"],
+            },
+            {
+                "integration-name": INTEGRATION_CORE,
+                "python-modules": ["airflow_dbt_provider.hooks.dbt_target"],
+            },
+        ],
+        "operators": [
+            {
+                "integration-name": INTEGRATION_CORE,
+                "python-modules": ["airflow_dbt_provider.operators.dbt"],
+            },
+            {
+                "integration-name": INTEGRATION_CLOUD,
+                "python-modules": ["airflow_dbt_provider.operators.dbt_cloud"],
+            },
+        ],
+        "sensors": [
+            {
+                "integration-name": INTEGRATION_CLOUD,
+                "python-modules": ["airflow_dbt_provider.sensors.dbt_cloud"],
+            },
+        ],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION_CLOUD,
+                "python-modules": ["airflow_dbt_provider.triggers.dbt_cloud"],
+            },
+        ],
+        "extra-links": ["airflow_dbt_provider.links.dbt_cloud.DbtCloudRunLink"],
+        "connection-types": [DBT_CLOUD_CONNECTION, DBT_TARGET_CONNECTION],
+        # dbt:// Asset URIs for relations whose host is unknown (see airflow_dbt_provider/assets.py).
+        "asset-uris": [
+            {
+                "schemes": ["dbt"],
+                "handler": "airflow_dbt_provider.assets.sanitize_uri",
+                "factory": "airflow_dbt_provider.assets.create_asset",
+            }
+        ],
     }
