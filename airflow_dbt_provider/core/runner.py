@@ -236,7 +236,8 @@ class DbtRunner:
             self._remember_manifest(raw.result, params)
         if manifest is None:
             self._store_parse_cache(params, invocation, restored)
-        if manifest is not None and self.artifacts_dir is not None:
+        if manifest is not None and (self.artifacts_dir is not None or "manifest.json" in capture):
+            # dbt skips manifest.json when handed a manifest; write it when it is kept or captured.
             _write_manifest(manifest, invocation.target_path)
         artifacts = self._keep_artifacts(invocation)
         result = map_runner_result(

@@ -281,10 +281,14 @@ class SubprocessDbtRunner:
         """
         run_results = target_path / "run_results.json"
         nodes = node_results(json.loads(run_results.read_bytes())) if run_results.is_file() else ()
+        # Node messages can quote SQL or connection errors: redact them as in process.
+        nodes = tuple(
+            dataclasses.replace(n, message=self.events.clean(n.message)) if n.message else n for n in nodes
+        )
         if returncode not in (EXIT_SUCCESS, EXIT_FAILURE):
             # dbt's "unhandled" exit (2), or killed by a signal: the in-process runner's exception case.
             detail = "; ".join(self.events.errors[-5:]) or f"dbt exited with code {returncode}"
-            raise DbtInvocationError(command, DbtSubprocessError(detail))
+            raise DbtInvocationError(command, DbtSubprocessError(detail), redact=self.events.clean)
         return DbtResult(
             command=command,
             success=returncode == EXIT_SUCCESS,

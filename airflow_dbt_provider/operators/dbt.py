@@ -18,15 +18,31 @@ import logging
 import os
 import shlex
 import shutil
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 
 from airflow_dbt_provider.core import DbtCommandFailedError, DbtConfigurationError, DbtResult, DbtRunner
+from airflow_dbt_provider.core.cancel import cancel_open_queries, interrupt_invocation
+from airflow_dbt_provider.core.retry_state import (
+    RETRYABLE_COMMANDS,
+    STATE_KEY,
+    retry_state,
+    usable,
+    write_run_results,
+)
+from airflow_dbt_provider.core.subprocess_runner import SubprocessDbtRunner
+from airflow_dbt_provider.lineage import openlineage_enabled
+
+#: What OpenLineage needs from a run (kept in memory until the listener asks).
+_LINEAGE_ARTIFACTS = ("run_results.json", "manifest.json")
+#: The logger dbt's lines (and the runner's own) go to in the task log.
+DBT_LOGGER = "airflow.task.operators.airflow_dbt_provider.dbt"
 
 #: Artifact files an operator can push to XCom (``push_artifacts``).
 PUSHABLE_ARTIFACTS = ("run_results.json", "manifest.json", "catalog.json", "sources.json")
@@ -93,6 +109,14 @@ class DbtOperator(BaseOperator):
     :param artifacts_dir: keep the artifacts and ``dbt.log`` in this directory (templated), e.g.
         for a later :class:`DbtRetryOperator` or :class:`DbtCloneOperator` ``state``.
     :param parse_cache: keep dbt's partial-parse file across tasks.
+    :param dbt_executable: run dbt as a child process with this executable (templated), e.g. the
+        ``dbt`` of another virtualenv when dbt's dependencies conflict with Airflow's. Results,
+        log lines and ``on_kill`` behave as in process; see ``docs/dbt_core_production.md``.
+    :param retry_from_failure: on an Airflow retry, run ``dbt retry`` so only the nodes that failed
+        or were skipped in the previous try run again. What it needs is kept in Airflow's task
+        state store (Airflow >= 3.3), which every worker reaches.
+    :param asset_alias: emit one Asset event per model, seed and snapshot built, through an
+        ``AssetAlias`` of this name (added to the task's outlets).
     """
 
     template_fields: Sequence[str] = (
@@ -107,6 +131,7 @@ class DbtOperator(BaseOperator):
         "env",
         "dbt_flags",
         "artifacts_dir",
+        "dbt_executable",
     )
     template_fields_renderers = {"vars": "json", "env": "json", "dbt_flags": "json"}
     ui_color = "#ff694b"
@@ -135,8 +160,13 @@ class DbtOperator(BaseOperator):
         push_artifacts: Sequence[str] = (),
         artifacts_dir: str | os.PathLike[str] | None = None,
         parse_cache: bool = True,
+        dbt_executable: str | os.PathLike[str] | None = None,
+        retry_from_failure: bool = False,
+        asset_alias: str | None = None,
         **kwargs: Any,
     ) -> None:
+        if asset_alias:
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), AssetAlias(name=asset_alias)]
         super().__init__(**kwargs)
         command = command if command is not None else self.dbt_command
         if not command:
@@ -160,6 +190,11 @@ class DbtOperator(BaseOperator):
         self.push_artifacts = tuple(push_artifacts)
         self.artifacts_dir = str(artifacts_dir) if artifacts_dir is not None else None
         self.parse_cache = parse_cache
+        self.dbt_executable = str(dbt_executable) if dbt_executable is not None else None
+        self.retry_from_failure = retry_from_failure
+        self.asset_alias = asset_alias
+        self._runner: DbtRunner | SubprocessDbtRunner | None = None
+        self._lineage_artifacts: dict[str, bytes] = {}
         self._check_arguments()
 
     # -- validation at DAG parse time --------------------------------------------------------------
@@ -175,6 +210,11 @@ class DbtOperator(BaseOperator):
         if isinstance(self.command, str) and "{{" in self.command:
             return  # rendered at run time; checked then
         command = self._command_name()
+        if self.retry_from_failure and command not in RETRYABLE_COMMANDS:
+            raise ValueError(
+                f"retry_from_failure=True needs a command dbt retry can repeat "
+                f"({', '.join(sorted(RETRYABLE_COMMANDS))}), not dbt {command}"
+            )
         supported = _supports(command)
         given = {
             "select": self.select,
@@ -204,23 +244,150 @@ class DbtOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the command; return the summary, or raise naming what failed."""
+        args, params = self.dbt_args(), self.dbt_params()
+        store = self._retry_store(context)
+        capture = list(self.push_artifacts)
+        if store is not None:
+            capture.append("run_results.json")
+        if self.asset_alias or openlineage_enabled():
+            capture += ["run_results.json", "manifest.json"]
         with (
             self._profile() as (profiles_dir, target, profile_env),
-            DbtRunner(
-                self.project_dir,
-                profiles_dir=profiles_dir,
-                target=target,
-                vars=self.vars,
-                env={**(self.env or {}), **profile_env},
-                secrets=list(profile_env.values()),
-                logger=logging.getLogger("airflow.task.operators.airflow_dbt_provider.dbt"),
-                parse_cache=self.parse_cache,
-                install_deps=self.install_deps,
-                artifacts_dir=self.artifacts_dir,
-            ) as runner,
+            tempfile.TemporaryDirectory(prefix="dbt-retry-state-") as state_dir,
         ):
-            result = runner.invoke(self.dbt_args(), capture=self.push_artifacts, **self.dbt_params())
+            runner = self._make_runner(profiles_dir, target, profile_env)
+            if store is not None:
+                args, params = self._retry_or_not(store, context, Path(state_dir), args, params)
+            self._runner = runner
+            try:
+                result = runner.invoke(args, capture=tuple(dict.fromkeys(capture)), **params)
+            finally:
+                self._runner = None
+        if store is not None:
+            self._remember_for_retry(store, result)
+        self._lineage_artifacts = {k: v for k, v in result.captured.items() if k in _LINEAGE_ARTIFACTS}
+        if self.asset_alias and result.success:
+            self._emit_assets(context, result)
         return self._outcome(result, context)
+
+    def on_kill(self) -> None:
+        """Stop dbt and cancel its open warehouse queries (Airflow calls this on SIGTERM).
+
+        In a child process (``dbt_executable``) dbt's process group gets SIGINT, on which dbt
+        cancels its queries itself, then SIGKILL. In process the adapter's open connections are
+        cancelled here, then the invocation is interrupted as Ctrl-C would.
+        """
+        runner = self._runner
+        if runner is None:
+            return
+        if isinstance(runner, SubprocessDbtRunner):
+            runner.terminate()
+            return
+        cancel_open_queries(logging.getLogger(DBT_LOGGER))
+        interrupt_invocation()
+
+    def _make_runner(
+        self, profiles_dir: str | None, target: str | None, profile_env: dict[str, str]
+    ) -> DbtRunner | SubprocessDbtRunner:
+        common: dict[str, Any] = {
+            "profiles_dir": profiles_dir,
+            "target": target,
+            "vars": self.vars,
+            "env": {**(self.env or {}), **profile_env},
+            "secrets": list(profile_env.values()),
+            "logger": logging.getLogger(DBT_LOGGER),
+            "install_deps": self.install_deps,
+            "artifacts_dir": self.artifacts_dir,
+        }
+        if self.dbt_executable:
+            return SubprocessDbtRunner(self.dbt_executable, self.project_dir, **common)
+        return DbtRunner(self.project_dir, parse_cache=self.parse_cache, **common)
+
+    # -- retry only what failed --------------------------------------------------------------------
+
+    def _retry_store(self, context: Context) -> Any:
+        """The task state store when ``retry_from_failure`` is on and Airflow provides one."""
+        if not self.retry_from_failure:
+            return None
+        store = context.get("task_state_store")
+        if store is None:
+            self.log.warning(
+                "retry_from_failure=True has no effect: this Airflow has no task state store "
+                "(it needs Airflow 3.3 or later); every try runs the full command"
+            )
+        return store
+
+    def _retry_or_not(
+        self, store: Any, context: Context, state_dir: Path, args: list[str], params: dict[str, Any]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """``dbt retry`` against the previous try's results, when there is a failed previous try."""
+        try_number = int(getattr(context["ti"], "try_number", 1) or 1)
+        state = store.get(STATE_KEY) if try_number > 1 else None
+        if not usable(state):
+            return args, params
+        write_run_results(state, state_dir)
+        nodes = state["retry_nodes"]
+        self.log.info(
+            "Try %d: dbt retry runs only the %d node(s) that failed or were skipped before: %s",
+            try_number,
+            len(nodes),
+            ", ".join(nodes[:20]) + (" ..." if len(nodes) > 20 else ""),
+        )
+        # dbt retry repeats the previous invocation's own arguments (selection, vars, flags).
+        return ["retry", "--state", str(state_dir)], {}
+
+    def _remember_for_retry(self, store: Any, result: DbtResult) -> None:
+        raw = result.captured.get("run_results.json")
+        state = retry_state(raw) if raw is not None and not result.success else None
+        if state is None:
+            store.delete(STATE_KEY)
+            return
+        store.set(STATE_KEY, state)
+        self.log.info(
+            "Kept %d failed/skipped node(s) in the task state store for a retry", len(state["retry_nodes"])
+        )
+
+    # -- assets ------------------------------------------------------------------------------------
+
+    def _emit_assets(self, context: Context, result: DbtResult) -> None:
+        """One Asset event per relation built, through the ``asset_alias`` outlet."""
+        from airflow_dbt_provider.assets import built_assets
+
+        try:
+            run_results = json.loads(result.captured["run_results.json"])
+            manifest = json.loads(result.captured["manifest.json"])
+            host, port = self._warehouse_address()
+            built = built_assets(run_results, manifest, host=host, port=port)
+        except (KeyError, ValueError) as exc:
+            self.log.warning("dbt %s: no Asset events, artifacts unusable: %s", result.command, exc)
+            return
+        events = context["outlet_events"][AssetAlias(name=str(self.asset_alias))]
+        for asset in built:
+            events.add(Asset(uri=asset.uri), extra={"unique_id": asset.unique_id})
+        self.log.info("Emitted %d Asset event(s) through alias %r", len(built), self.asset_alias)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage inputs/outputs of the run (called by the OpenLineage provider, if installed)."""
+        from airflow_dbt_provider.lineage import operator_lineage
+
+        if set(self._lineage_artifacts) != set(_LINEAGE_ARTIFACTS):
+            return None
+        host, port = self._warehouse_address()
+        return operator_lineage(
+            json.loads(self._lineage_artifacts["run_results.json"]),
+            json.loads(self._lineage_artifacts["manifest.json"]),
+            host=host,
+            port=port,
+        )
+
+    def _warehouse_address(self) -> tuple[str | None, int | None]:
+        """The warehouse's host and port when the profile came from a connection (never credentials)."""
+        if not self.profile_conn_id:
+            return None, None
+        from airflow.sdk import BaseHook
+
+        connection = BaseHook.get_connection(self.profile_conn_id)
+        return connection.host or None, connection.port or None
 
     def dbt_args(self) -> list[str]:
         """The dbt CLI words: the command, then what the subclass adds."""

@@ -1,0 +1,226 @@
+"""The subprocess mode: dbt from a second virtualenv, same results and log lines as in process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from support.dbt_projects import BUILD_NODES, copy_project, recording
+
+from airflow_dbt_provider.core import DbtConfigurationError, DbtInvocationError, DbtResult
+from airflow_dbt_provider.core.subprocess_runner import (
+    SubprocessDbtRunner,
+    cli_option,
+    node_results,
+    parse_json_event,
+)
+
+
+def _runner(
+    dbt_executable: Path, project: Path, warehouse: Path, cache_dir: Path, **kwargs: object
+) -> SubprocessDbtRunner:
+    return SubprocessDbtRunner(
+        dbt_executable,
+        project,
+        env={"JAFFLE_SHOP_DUCKDB_PATH": str(warehouse)},
+        install_deps=True,
+        cache_dir=cache_dir,
+        logger=logging.getLogger("tests.dbt.production"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_the_second_venv_is_not_airflows(dbt_executable: Path) -> None:
+    """The point of the mode: dbt runs with another interpreter, where Airflow is not installed."""
+    python = dbt_executable.parent / "python"
+    assert python.resolve() != Path(sys.executable).resolve() or python.parent != Path(sys.executable).parent
+    import subprocess
+
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.util as u; print(u.find_spec('airflow') is None)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "True"
+
+
+@dataclass
+class Built:
+    """The example project built once by the subprocess runner, shared by the module's tests."""
+
+    project: Path
+    runner: SubprocessDbtRunner
+    result: DbtResult
+    artifacts: Path
+    lines: list[str]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, dbt_executable: Path, cache_dir: Path) -> Built:
+    root = tmp_path_factory.mktemp("subprocess-build")
+    project = copy_project(root / "project")
+    artifacts = root / "artifacts"
+    runner = _runner(
+        dbt_executable,
+        project,
+        root / "w.duckdb",
+        cache_dir,
+        artifacts_dir=artifacts,
+        secrets=["stg_payments"],  # any value a log line carries: proves redaction applies here too
+    )
+    with recording(logging.getLogger("tests.dbt.production")) as log:
+        result = runner.invoke(["build"], capture=["run_results.json"])
+    return Built(project, runner, result, artifacts, log.lines)
+
+
+def test_build_maps_results_from_run_results(built: Built) -> None:
+    result = built.result
+    assert result.success, result.error_messages
+    assert len(result.nodes) == BUILD_NODES
+    assert result.counts == {"pass": 13, "success": 9}
+    customers = next(n for n in result.nodes if n.unique_id == "model.jaffle_shop.customers")
+    assert customers.started_at is not None
+    assert customers.relation_name is not None
+    assert "customers" in customers.relation_name
+    assert (built.artifacts / "run_results.json").is_file()
+    assert (built.artifacts / "dbt.log").is_file()
+    assert b'"results"' in result.captured["run_results.json"]
+
+
+def test_json_log_lines_are_parsed_and_redacted(built: Built) -> None:
+    """dbt's JSON lines are parsed: messages, not raw JSON, reach the logger; secrets are redacted."""
+    assert any(line.startswith("Finished running") for line in built.lines)
+    assert not any(line.lstrip().startswith("{") for line in built.lines)
+    assert not any("stg_payments" in line for line in built.lines)
+    assert any("***" in line for line in built.lines)
+
+
+def test_failed_node_and_skipped_children_from_run_results(built: Built) -> None:
+    (built.project / "models" / "staging" / "stg_orders.sql").write_text("select * from missing_table\n")
+    result = built.runner.invoke(["run"], select=["stg_orders+"])
+    assert not result.success
+    assert [n.unique_id for n in result.failed_nodes] == ["model.jaffle_shop.stg_orders"]
+    assert "missing_table" in (result.failed_nodes[0].message or "")
+    statuses = {n.unique_id: n.status for n in result.nodes}
+    assert statuses == {
+        "model.jaffle_shop.stg_orders": "error",
+        "model.jaffle_shop.orders": "skipped",
+        "model.jaffle_shop.customers": "skipped",
+    }
+
+
+def test_unhandled_dbt_error_raises_with_dbts_message(
+    tmp_path: Path, dbt_executable: Path, cache_dir: Path
+) -> None:
+    """dbt's exit code 2 (it could not run the command) is the in-process exception case."""
+    project = copy_project(tmp_path / "project")
+    runner = SubprocessDbtRunner(dbt_executable, project, target="no_such_target")
+    with pytest.raises(DbtInvocationError, match=r"(?s)dbt run raised an error: .*no_such_target"):
+        runner.invoke(["run"])
+
+
+def test_terminate_kills_the_whole_process_group(
+    tmp_path: Path, dbt_executable: Path, cache_dir: Path
+) -> None:
+    """A Python model starts a child that would outlive dbt; terminate() stops both."""
+    project = copy_project(tmp_path / "project")
+    pid_file = tmp_path / "child.pid"
+    (project / "models" / "staging" / "hang.py").write_text(
+        "import subprocess, time\n\n\n"
+        "def model(dbt, session):\n"
+        "    child = subprocess.Popen(['sleep', '600'])\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "    time.sleep(600)\n"
+        "    return session.sql('select 1 as x')\n"
+    )
+    runner = _runner(dbt_executable, project, tmp_path / "w.duckdb", cache_dir)
+    outcome: dict[str, BaseException] = {}
+
+    def invoke() -> None:
+        try:
+            runner.invoke(["run"], select=["hang"])
+        except BaseException as error:
+            outcome["error"] = error
+
+    thread = threading.Thread(target=invoke)
+    thread.start()
+    deadline = time.monotonic() + 180
+    while not pid_file.is_file() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the hanging model never started"
+        assert thread.is_alive(), outcome
+        time.sleep(0.2)
+    child = int(pid_file.read_text())
+    assert runner.terminate(grace=5)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert isinstance(outcome.get("error"), DbtInvocationError)
+    assert "terminated" in str(outcome["error"])
+    deadline = time.monotonic() + 30
+    while _alive(child):
+        assert time.monotonic() < deadline, "dbt's child process survived terminate()"
+        time.sleep(0.2)
+    assert not runner.terminate()  # nothing left to stop
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.is_file() and stat.read_text().split()[2] != "Z"
+
+
+def test_bad_executable_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    with pytest.raises(DbtConfigurationError, match="is not an executable file; point it at the dbt script"):
+        SubprocessDbtRunner(tmp_path / "no-such-dbt", project)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("select", ["a", "b+"], ["--select", "a", "b+"]),
+        ("full_refresh", True, ["--full-refresh"]),
+        ("fail_fast", False, ["--no-fail-fast"]),
+        ("threads", 4, ["--threads", "4"]),
+        ("vars", {"day": "2024-01-01"}, ["--vars", '{"day": "2024-01-01"}']),
+        ("resource_types", ["model", "seed"], ["--resource-type", "model", "--resource-type", "seed"]),
+        ("selector", None, []),
+    ],
+)
+def test_cli_option(name: str, value: object, expected: list[str]) -> None:
+    assert cli_option(name, value) == expected
+
+
+def test_json_lines_and_run_results_parsing() -> None:
+    event = parse_json_event('{"info": {"name": "LogModelResult", "level": "error", "msg": "boom"}}')
+    assert (event.info.name, event.info.level, event.info.msg) == ("LogModelResult", "error", "boom")
+    assert parse_json_event("Traceback (most recent call last):") is None
+    assert parse_json_event('{"not": "an event"}') is None
+    nodes = node_results(
+        {
+            "results": [
+                {
+                    "unique_id": "model.p.m",
+                    "status": "error",
+                    "message": "bad",
+                    "execution_time": 1.5,
+                    "adapter_response": {"rows_affected": -1},
+                    "timing": [{"name": "execute", "started_at": "2024-01-01T00:00:00.000001Z"}],
+                }
+            ]
+        }
+    )
+    assert nodes[0].failed
+    assert nodes[0].rows_affected is None
+    assert nodes[0].started_at is not None
+    assert nodes[0].started_at.year == 2024
