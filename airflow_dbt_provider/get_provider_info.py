@@ -21,12 +21,18 @@ DBT_CLOUD_CONNECTION: dict[str, Any] = {
     "hook-class-name": "airflow_dbt_provider.hooks.dbt_cloud.DbtCloudHook",
     "hook-name": "dbt Cloud API",
     "ui-field-behaviour": {
-        "hidden-fields": ["schema", "port"],
-        "relabeling": {"login": "Account ID", "password": "API token", "host": "Access URL"},
+        "hidden-fields": ["schema"],
+        "relabeling": {
+            "login": "Account ID",
+            "password": "API token",
+            "host": "Access URL",
+            "port": "Port (optional)",
+        },
         "placeholders": {
             "login": "12345 (the number after /deploy/ in your dbt Cloud URLs)",
             "password": "dbtc_... service token",
             "host": "https://ab123.us1.dbt.com",
+            "port": "443 (only for a non-default port)",
             "proxies": '{"https": "http://proxy.example.com:3128"}',
             "ca_bundle": "/etc/ssl/certs/corporate-ca.pem",
         },

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import BaseHook
 
@@ -101,9 +102,7 @@ def settings_from_connection(conn: Any) -> ClientSettings:
             f"Connection {conn.conn_id!r} has no API token: put a dbt Cloud service token in its "
             "password (API token) field"
         )
-    host = conn.host or _field(extra, "access_url") or ""
-    if conn.port and host and "://" not in host and ":" not in host:
-        host = f"{host}:{conn.port}"
+    host = _with_port(conn.host or _field(extra, "access_url") or "", conn.port)
     return ClientSettings(
         account_id=_account_id(conn.conn_id, account),
         token=token,
@@ -113,6 +112,24 @@ def settings_from_connection(conn: Any) -> ClientSettings:
         timeout=_number(conn.conn_id, extra, "timeout", DEFAULT_TIMEOUT),
         retry=_retry(conn.conn_id, extra),
     )
+
+
+def _with_port(host: str, port: int | None) -> str:
+    """The access URL with the connection's Port field applied, when the URL names no port itself.
+
+    Why the Port field exists at all: Airflow 3.3's connection list "Test" button posts
+    ``port=0`` for a connection whose port is empty and the API then refuses to test it, so
+    users of non-default ports (single-tenant hosts, the emulator) keep the port in its own field.
+    """
+    if not port or not host:
+        return host
+    parts = urlsplit(host if "://" in host else f"//{host}")
+    if parts.port is not None:
+        return host
+    netloc = f"{parts.hostname}:{port}"
+    if "://" not in host:
+        return netloc + parts.path
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _extra(conn: Any) -> dict[str, Any]:

@@ -60,7 +60,8 @@ def test_hook_meta_describes_our_connection_form(airflow: AirflowApi) -> None:
         "Account ID",
         "API token",
     )
-    assert fields["port"]["hidden"] is True
+    assert (fields["port"]["hidden"], fields["port"]["title"]) == (False, "Port (optional)")
+    assert fields["url_schema"]["hidden"] is True
     assert fields["login"]["placeholder"].startswith("12345")
     assert {"proxies", "ca_bundle", "verify_ssl", "timeout"} <= set(ours["extra_fields"])
     assert ours["extra_fields"]["ca_bundle"]["schema"]["title"] == "CA bundle"
@@ -143,7 +144,8 @@ def _add_connection_in_form(page: Any, base_url: str, emulator: DbtCloudEmulator
     dialog.get_by_role("combobox").fill("dbt Cloud API")
     page.keyboard.press("Enter")
 
-    # Our relabelled standard fields, with our placeholders; the port field is hidden.
+    # Our relabelled standard fields, with our placeholders. The emulator's port goes in the Port
+    # field: Airflow 3.3's row "Test" button posts port=0 for an empty port, which the API refuses.
     host, login, password = (
         dialog.get_by_label("Access URL"),
         dialog.get_by_label("Account ID"),
@@ -152,8 +154,11 @@ def _add_connection_in_form(page: Any, base_url: str, emulator: DbtCloudEmulator
     assert host.get_attribute("placeholder") == "https://ab123.us1.dbt.com"
     assert (login.get_attribute("placeholder") or "").startswith("12345")
     assert (password.get_attribute("placeholder") or "").startswith("dbtc_")
-    assert dialog.get_by_label("Port").count() == 0
-    host.fill(emulator.base_url)
+    port = dialog.get_by_label("Port (optional)")
+    assert (port.get_attribute("placeholder") or "").startswith("443")
+    scheme_host, _, emulator_port = emulator.base_url.rpartition(":")
+    host.fill(scheme_host)
+    port.fill(emulator_port)
     login.fill(str(emulator.account_id))
     password.fill(emulator.token)
 
@@ -178,9 +183,10 @@ def test_connection_form_in_chromium(
         _add_connection_in_form(browser_page, airflow_deployment.base_url, emulator, conn_id)
         browser_page.screenshot(path=str(artifacts_dir / "connection-form-saved.png"), full_page=True)
         stored = airflow.request("GET", f"/api/v2/connections/{conn_id}").json()
-        assert (stored["conn_type"], stored["host"], stored["login"]) == (
+        assert (stored["conn_type"], stored["host"], stored["port"], stored["login"]) == (
             CONN_TYPE,
-            emulator.base_url,
+            emulator.base_url.rpartition(":")[0],
+            int(emulator.base_url.rpartition(":")[2]),
             str(emulator.account_id),
         )
         assert stored["password"] != emulator.token  # the API masks it
@@ -193,16 +199,6 @@ def test_connection_form_in_chromium(
         airflow.delete_connection(conn_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "Airflow 3.3.2 UI bug: the row's Test button posts port=Number(null)=0 for a connection "
-        "without a port, and POST /connections/test rejects it as a different endpoint ('The "
-        "host or port to test differs from the stored connection'). Strict: passes (and fails "
-        "this xfail) once Airflow fixes it or our form stops hiding the port."
-    ),
-)
 def test_connection_test_button_in_chromium(
     browser_page: Any,
     airflow_deployment: AirflowDeployment,

@@ -170,7 +170,24 @@ def test_providers_manager_builds_the_form() -> None:
     assert {"extra__dbt_cloud_api__ca_bundle", "extra__dbt_cloud_api__proxies"} <= set(widgets)
     behaviour = manager.field_behaviours["dbt_cloud_api"]
     assert behaviour["relabeling"]["password"] == "API token"
-    assert "port" in behaviour["hidden_fields"]
+    assert behaviour["hidden_fields"] == ["schema"]
+    assert behaviour["relabeling"]["port"] == "Port (optional)"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        ("https://127.0.0.1", 8443, "https://127.0.0.1:8443"),
+        ("https://ab1.us1.dbt.com", None, "https://ab1.us1.dbt.com"),
+        ("https://127.0.0.1:9000", 8443, "https://127.0.0.1:9000"),  # the URL's own port wins
+        ("emea.dbt.com", 444, "https://emea.dbt.com:444"),
+    ],
+)
+def test_port_field_joins_the_access_url(
+    monkeypatch: pytest.MonkeyPatch, host: str, port: int | None, expected: str
+) -> None:
+    conn = {"conn_type": "dbt_cloud_api", "host": host, "port": port, "login": "1", "password": "tok-1"}
+    assert _use(monkeypatch, json.dumps(conn)).get_settings().access_url == expected
 
 
 def _airflow(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
