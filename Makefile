@@ -53,7 +53,10 @@ test: install-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy airflow_dbt_provider
 	bash scripts/ensure_system_deps.sh
-	ADP_REQUIRE_WHEEL=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+	# Two workers for everything but the end-to-end suite, which starts its own Airflow deployment
+	# (scheduler, triggerer, ...) and wants the machine's cores to itself.
+	ADP_REQUIRE_WHEEL=1 $(VENV)/bin/pytest -n 2 --dist loadfile -m "not e2e" $(PYTEST_ARGS)
+	ADP_REQUIRE_WHEEL=1 $(VENV)/bin/pytest -m e2e $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory test-min
 
 # The minimum-versions lane: every declared floor installed exactly (scripts/min_requirements.py),
