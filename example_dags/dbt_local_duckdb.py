@@ -46,6 +46,9 @@ with DAG(
         exclude="resource_type:seed",
         push_artifacts=["run_results.json"],
         artifacts_dir=f"{ARTIFACTS_DIR}/build",
+        # One Asset event per model, seed and snapshot built: downstream DAGs can be scheduled on
+        # e.g. Asset("dbt://duckdb/jaffle_shop/main/customers") or on the alias itself.
+        asset_alias="jaffle_shop_models",
     )
     docs = DbtDocsGenerateOperator(task_id="docs", artifacts_dir=f"{ARTIFACTS_DIR}/docs")
 

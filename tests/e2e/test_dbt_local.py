@@ -2,7 +2,8 @@
 
 The DAG runs as a user runs it: unpaused through the REST API, the scheduler creates its run,
 LocalExecutor workers run dbt in the task processes, and everything is read back through the
-API — states, dbt's per-node progress lines in the task logs, the run summary in XCom.
+API — states, dbt's per-node progress lines in the task logs, the run summary in XCom, and the
+Asset events of the built models.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def test_local_dbt_dag_succeeds_with_logs_and_summary(airflow: AirflowApi) -> No
     assert summary["success"] is True
     assert summary["failed_nodes"] == []
     assert summary["nodes"] > 0
+    # Assets registered for the built models, through the build task's AssetAlias.
+    events = airflow.asset_events(source_dag_id=DAG_ID, source_run_id=run_id, source_task_id="build")
+    built = {event["uri"].rsplit("/", 1)[-1] for event in events}
+    assert {"customers", "orders", "stg_orders"} <= built, sorted(built)
     seed_summary = airflow.xcom(DAG_ID, run_id, "seed")
     assert seed_summary["command"] == "seed"
     assert seed_summary["nodes"] == 3

@@ -71,6 +71,26 @@ def test_example_dag_runs_seed_build_docs(tmp_path: Path, monkeypatch: pytest.Mo
     artifacts = Path(module.AIRFLOW_HOME) / "dbt-artifacts" / "jaffle_shop" / dag_run.run_id
     assert (artifacts / "docs" / "catalog.json").is_file()
     assert (artifacts / "build" / "run_results.json").is_file()
+    assert {
+        "dbt://duckdb/example/main/customers",
+        "dbt://duckdb/example/main/orders",
+        "dbt://duckdb/example/main/customers_snapshot",
+    } <= _asset_event_uris(module.dag.dag_id, dag_run.run_id)
+
+
+def _asset_event_uris(dag_id: str, run_id: str) -> set[str]:
+    """URIs of the Asset events a DAG run emitted, from the metadata DB dag.test() wrote."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetModel.uri)
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+        )
+        return set(session.scalars(query))
 
 
 class RecordingTaskInstance:
