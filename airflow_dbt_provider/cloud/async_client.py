@@ -1,8 +1,9 @@
 """Asynchronous dbt Cloud client for triggers, on ``httpx.AsyncClient``.
 
 Why httpx: it is a direct dependency of Airflow core, so it is always installed where a triggerer
-runs; aiohttp only arrives with some providers. One ``AsyncClient`` is kept for the client's life,
-so a trigger's polls reuse one pooled TLS connection instead of a handshake per poll.
+runs; aiohttp only arrives with some providers. The ``AsyncClient`` is shared by every client of the
+event loop with the same wire settings (see :mod:`pool`), so a trigger's polls reuse warm pooled TLS
+connections instead of a handshake per poll or per trigger.
 
 Nothing here blocks the event loop: the SSL context (which reads CA files from disk) is built in a
 worker thread on first use, and waits between retries are ``asyncio.sleep``. TLS and proxy come from
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from types import TracebackType
 from typing import Any
@@ -32,9 +34,16 @@ from airflow_dbt_provider.cloud._core import (
     unwrap,
 )
 from airflow_dbt_provider.cloud.client import _check_limit, _strings, run_web_url
+from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 from airflow_dbt_provider.cloud.models import Account, Run, RunStatus
+from airflow_dbt_provider.cloud.pool import ClientPool, PoolKey, SharedHttp, loop_pool, ssl_context
 from airflow_dbt_provider.cloud.retry import is_retryable_status, parse_retry_after
-from airflow_dbt_provider.cloud.settings import ClientSettings, Transport, resolve_transport
+from airflow_dbt_provider.cloud.settings import (
+    CA_BUNDLE_ENV_VARS,
+    ClientSettings,
+    Transport,
+    resolve_transport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +53,63 @@ _TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 def build_ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
-    """The SSL context for a resolved ``verify``: default trust store, a CA bundle, or off."""
-    if verify is False:
-        return False
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    try:
-        import certifi
+    """The SSL context for a resolved ``verify``: default trust store, a CA bundle, or off.
 
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with requests and httpx
-        return ssl.create_default_context()
+    Blocking (reads the CA file) and cached per CA file: see :func:`pool.ssl_context`.
+    """
+    return ssl_context(verify)
+
+
+#: Environment variables :func:`resolve_transport` reads; a change in any of them resolves anew.
+_TRANSPORT_ENV = (
+    *CA_BUNDLE_ENV_VARS,
+    "REQUEST_METHOD",
+    *(f"{name}_proxy" for name in ("http", "https", "all", "no")),
+    *(f"{name}_PROXY" for name in ("HTTP", "HTTPS", "ALL", "NO")),
+)
+_TRANSPORT_CACHE_SIZE = 256
+_URL_CACHE_SIZE = 64
+_transports: dict[tuple[object, ...], Transport] = {}
+
+
+def cached_transport(settings: ClientSettings) -> Transport:
+    """:func:`resolve_transport`, remembered per settings and environment.
+
+    Resolving scans the whole environment and stats CA files: cheap once, but not for each of
+    a thousand triggers starting on one event loop. The key holds no token.
+    """
+    proxies = tuple(sorted(settings.proxies.items()))
+    key = (settings.access_url, settings.verify, proxies, tuple(map(os.environ.get, _TRANSPORT_ENV)))
+    transport = _transports.get(key)
+    if transport is None:
+        if len(_transports) >= _TRANSPORT_CACHE_SIZE:
+            _transports.clear()
+        transport = _transports[key] = resolve_transport(settings)
+    return transport
 
 
 class AsyncDbtCloudClient:
-    """The calls a trigger needs: account (auth check), run status, cancel, runs, artifacts."""
+    """The calls a trigger needs: account (auth check), run status, cancel, runs, artifacts.
+
+    Cheap to create: it holds settings only. Its first request leases the event loop's shared
+    httpx client for these wire settings (see :mod:`pool`); ``aclose()`` gives the lease back.
+    The token travels per request, so a shared client never holds it.
+    """
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
-        self.transport: Transport = resolve_transport(settings)
-        self._client: httpx.AsyncClient | None = None
+        self.transport: Transport = cached_transport(settings)
+        self._key = PoolKey(
+            base_url=settings.api_base,
+            verify=self.transport.verify,
+            proxy=self.transport.proxy,
+            timeout=settings.timeout,
+            user_agent=settings.user_agent,
+        )
+        self._auth = {"Authorization": headers(settings)["Authorization"]}
+        self._shared: SharedHttp | None = None
+        self._pool: ClientPool | None = None
+        self._urls: dict[tuple[str, tuple[tuple[str, Any], ...]], httpx.URL] = {}
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -80,35 +126,46 @@ class AsyncDbtCloudClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        """Give back the lease on the shared client (the last one closes its connections)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            self._shared = None
+            await pool.release(self._key)
 
-    async def _http(self) -> httpx.AsyncClient:
-        """The pooled httpx client, created once; its SSL context is built off the event loop."""
+    @property
+    def _client(self) -> httpx.AsyncClient | None:
+        """The leased httpx client, if any (for tests that inspect its connections)."""
+        return None if self._shared is None else self._shared.client
+
+    async def _http(self) -> SharedHttp:
+        """The shared httpx client, leased on first use; its SSL context is built off the event loop."""
+        if self._shared is not None:
+            return self._shared
         async with self._lock:
-            if self._client is None:
-                context = await asyncio.to_thread(build_ssl_context, self.transport.verify)
-                self._client = httpx.AsyncClient(
-                    base_url=self.settings.api_base,
-                    headers=headers(self.settings),
-                    verify=context,
-                    proxy=self.transport.proxy,
-                    timeout=self.settings.timeout,
-                    trust_env=False,
-                    follow_redirects=False,
-                )
-            return self._client
+            if self._shared is None:
+                pool = loop_pool()
+                try:
+                    shared = await pool.acquire(self._key)
+                except OSError as exc:
+                    raise DbtCloudConfigError(
+                        f"Cannot load the CA bundle {self.transport.verify!r} for "
+                        f"{self.settings.access_url}: {exc.strerror or exc}. Point the connection's CA "
+                        "bundle (or REQUESTS_CA_BUNDLE / SSL_CERT_FILE) at a readable PEM file."
+                    ) from None
+                self._pool, self._shared = pool, shared
+            return self._shared
 
     async def _send(self, call: ApiCall) -> httpx.Response:
         """Send with retries; return a 2xx response or raise the matching :class:`DbtCloudError`."""
-        client = await self._http()
+        shared = await self._http()
         policy = self.settings.retry
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await client.request(call.method, call.path, params=call.params, json=call.body)
+                response = await shared.request(
+                    call.method, self._url(call), json=call.body, headers=self._auth
+                )
             except _TRANSPORT_ERRORS as exc:
                 if _is_tls_failure(exc):
                     raise tls_error(call, self.settings, exc, self.transport.verify) from None
@@ -126,6 +183,17 @@ class AsyncDbtCloudClient:
                 )
                 continue
             raise error_for_status(call, self.settings, status, response.content, attempt)
+
+    def _url(self, call: ApiCall) -> httpx.URL:
+        """The absolute URL of a call, parsed once: a trigger asks for the same run every poll, and
+        httpx would otherwise parse and re-encode the URL and its query several times a request."""
+        key = (call.path, tuple(sorted((call.params or {}).items())))
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            url = self._urls[key] = httpx.URL(self.settings.api_base + call.path, params=call.params)
+        return url
 
     async def _wait(self, call: ApiCall, attempt: int, retry_after: float | None, reason: str) -> None:
         delay = self.settings.retry.delay(attempt, retry_after)

@@ -16,7 +16,11 @@ Design choices, each against a failure users of other providers hit:
   triggers were reassigned after missed heartbeats (apache/airflow PR #73454), while the task is
   still deferred elsewhere; so the task instance's state is read through the Task SDK first and the
   run is cancelled only when the task is no longer deferred.
-* ``cleanup`` releases local resources (the pooled HTTP connection) only.
+* ``cleanup`` releases local resources (the lease on the shared HTTP transport) only.
+* **Cheap at scale.** Hundreds of triggers share one triggerer: they share one HTTP transport
+  and SSL context per host (``cloud/pool.py``) and one connection lookup per connection id
+  (for :data:`CONNECTION_CACHE_TTL_S`); their first polls are spread over one poll interval so a
+  herd never polls in step; a status is logged when it changes, not at every poll.
 
 Only JSON primitives are serialized; the connection is resolved asynchronously in the triggerer
 (``aget_connection``), never from the metadata database.
@@ -25,6 +29,7 @@ Only JSON primitives are serialized; the connection is resolved asynchronously i
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -42,7 +47,9 @@ from airflow_dbt_provider.cloud import (
     DbtCloudRequestError,
     DbtCloudTLSError,
     Run,
+    RunStatus,
 )
+from airflow_dbt_provider.cloud.pool import LoopCache
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 
 TRIGGER_CLASSPATH = "airflow_dbt_provider.triggers.dbt_cloud.DbtCloudRunTrigger"
@@ -63,6 +70,10 @@ _PERSISTENT_ERRORS = (
 #: Event statuses. ``success``/``error``/``cancelled`` mirror the run; ``timeout`` is the deadline;
 #: ``failed`` means the trigger could not watch the run (bad connection, token, unknown run).
 EVENT_STATUSES = ("success", "error", "cancelled", "timeout", "failed")
+#: How long one trigger's connection lookup serves the others starting on the same triggerer. A
+#: trigger keeps the settings it started with; an auth error drops the shared copy at once.
+CONNECTION_CACHE_TTL_S = 30.0
+_CONNECTIONS: LoopCache[str, ClientSettings] = LoopCache(CONNECTION_CACHE_TTL_S)
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,7 @@ class DbtCloudRunTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Fire exactly one event: the run's terminal status, ``timeout`` or ``failed``."""
+        await asyncio.sleep(self._first_poll_delay())
         try:
             settings = await self._settings()
         except Exception as exc:
@@ -136,11 +148,14 @@ class DbtCloudRunTrigger(BaseTrigger):
     async def _watch(self, client: AsyncDbtCloudClient) -> TriggerEvent:
         """Poll until the run is terminal, the deadline passes, or an error persists."""
         persistent_errors = 0
+        last_status: RunStatus | None = None
         while True:
             try:
                 run = await client.get_run(self.run_id)
             except _PERSISTENT_ERRORS as exc:
                 persistent_errors += 1
+                if isinstance(exc, DbtCloudAuthError):  # a token rotated since: let others re-read it
+                    _CONNECTIONS.forget(self.dbt_cloud_conn_id)
                 if persistent_errors >= PERSISTENT_ERROR_POLLS:
                     return self._event("failed", f"gave up watching run {self.run_id}: {exc}")
                 self.log.warning("dbt Cloud run %s: %s (will ask again)", self.run_id, exc)
@@ -155,13 +170,27 @@ class DbtCloudRunTrigger(BaseTrigger):
                 persistent_errors = 0
                 if run.status.is_terminal:
                     return self._terminal_event(run)
-                self.log.info("dbt Cloud run %s is %s", self.run_id, run.status.name.lower())
+                if run.status is not last_status:  # a line per change, not per poll
+                    self.log.info("dbt Cloud run %s is %s", self.run_id, run.status.name.lower())
+                    last_status = run.status
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
                 return self._event("timeout", f"run {self.run_id} did not finish before the deadline")
             await asyncio.sleep(
                 self.poll_interval if remaining is None else min(self.poll_interval, remaining)
             )
+
+    def _first_poll_delay(self) -> float:
+        """A random offset within one poll interval (and before the deadline) for the first poll.
+
+        Triggers arrive in herds: a triggerer restart or a mapped task defers hundreds at once.
+        Polled in step, they would all wake in the same event-loop turn (stalling every other
+        trigger on it) and hit dbt Cloud's rate limit together. Spread over one interval they
+        stay spread. It costs nothing: a status is never more than one interval old anyway.
+        """
+        remaining = self._remaining()
+        window = self.poll_interval if remaining is None else min(self.poll_interval, remaining)
+        return random.uniform(0.0, max(0.0, window))
 
     def _remaining(self) -> float | None:
         return None if self.end_time is None else self.end_time - time.time()
@@ -180,9 +209,19 @@ class DbtCloudRunTrigger(BaseTrigger):
             {"status": status, "run_id": self.run_id, "run_status": run_status, "message": message}
         )
 
-    async def _settings(self) -> ClientSettings:
-        settings = await DbtCloudHook(dbt_cloud_conn_id=self.dbt_cloud_conn_id).aget_settings()
+    async def _settings(self, *, fresh: bool = False) -> ClientSettings:
+        """Client settings from the connection; shared for a while by the triggers of one triggerer.
+
+        A herd of triggers on one connection (a triggerer restart, a mapped task) would otherwise
+        ask the supervisor for the same connection hundreds of times in a second.
+        """
+        if fresh:
+            _CONNECTIONS.forget(self.dbt_cloud_conn_id)
+        settings = await _CONNECTIONS.get(self.dbt_cloud_conn_id, self._read_connection)
         return settings if self.account_id is None else replace(settings, account_id=self.account_id)
+
+    async def _read_connection(self) -> ClientSettings:
+        return await DbtCloudHook(dbt_cloud_conn_id=self.dbt_cloud_conn_id).aget_settings()
 
     # --- kill and cleanup ----------------------------------------------------------------------
 
@@ -202,7 +241,7 @@ class DbtCloudRunTrigger(BaseTrigger):
             )
             return
         self.log.info("dbt Cloud run %s: task is now %s; cancelling the run", self.run_id, lookup.state)
-        settings = await self._settings()
+        settings = await self._settings(fresh=True)
         async with AsyncDbtCloudClient(settings) as client:
             try:
                 await asyncio.wait_for(client.cancel_run(self.run_id), timeout=ON_KILL_CANCEL_TIMEOUT)
