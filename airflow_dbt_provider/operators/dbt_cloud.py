@@ -285,11 +285,16 @@ class _StepLogStream:
         self._lines_written[key] = max(start, len(lines))
 
 
+def _took(seconds: float | None) -> str:
+    """`` in 12.5s`` — or nothing, since the API may omit durations (the spec leaves them optional)."""
+    return "" if seconds is None else f" in {seconds:g}s"
+
+
 def _log_step_summary(log: Any, run: Run) -> None:
     """One line per step, and the full log of each step that failed."""
     for step in run.run_steps:
         status = "pending" if step.status is None else step.status.name.lower()
-        log.info("dbt Cloud step %s '%s': %s (%ss)", step.index, step.name, status, step.duration_seconds)
+        log.info("dbt Cloud step %s '%s': %s%s", step.index, step.name, status, _took(step.duration_seconds))
         if step.status in (RunStatus.ERROR, RunStatus.CANCELLED):
             for line in (step.logs or step.truncated_debug_logs or "").splitlines():
                 log.info("  | %s", line)
@@ -673,7 +678,7 @@ class DbtCloudRunJobOperator(BaseOperator):
         url = client.run_url(run)
         context["ti"].xcom_push(key=RUN_SUMMARY_KEY, value=run_summary(run, url))
         if run.status is RunStatus.SUCCESS:
-            self.log.info("dbt Cloud run %s succeeded in %ss", run.id, run.duration_seconds)
+            self.log.info("dbt Cloud run %s succeeded%s", run.id, _took(run.duration_seconds))
             if self.asset_alias:
                 self._emit_assets(context, client, run)
             return run.id
