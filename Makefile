@@ -71,7 +71,7 @@ test-min: $(UV) wheel
 	ADP_REQUIRE_WHEEL=1 $(MIN_VENV)/bin/pytest -q -p no:cacheprovider $(MIN_SUITES)
 
 demo: install-demo
-	$(VENV)/bin/python scripts/demo.py
+	DEMO_KEEP_RUNNING=$(if $(KEEP),1,0) $(VENV)/bin/python scripts/demo.py
 
 bench: install-dev
 	$(VENV)/bin/python -m benchmarks.run
