@@ -24,8 +24,8 @@ ANCHORS = {
     "astronomer-cosmos": "cosmos.operators.local",
     "airflow-dbt-python": "airflow_dbt_python.operators.dbt",
 }
-#: dbt-core >= 1.12.1 requires it, it cannot be built offline, and dbt only imports it on opt-in.
-OVERRIDES = "dbt-core-experimental-parser ; sys_platform == 'never'\n"
+#: The repository's one uv overrides file (drops dbt-core-experimental-parser; see pyproject.toml).
+OVERRIDES = REPO / "scripts" / "uv-overrides.txt"
 INSTALL_TIMEOUT_S = 1200
 
 
@@ -56,8 +56,7 @@ def ensure_bench_venv(*, anchors: bool = True) -> dict[str, object]:
     """Create or update ``.bench/venv`` and return what it holds (versions, anchor status)."""
     pins = pinned_versions()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    overrides = BENCH_DIR / "overrides.txt"
-    overrides.write_text(OVERRIDES)
+    overrides = OVERRIDES
     constraints = BENCH_DIR / "constraints.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
     if not bench_python().exists():

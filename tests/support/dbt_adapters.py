@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent.parent
 PROFILE_TESTS = REPO / "tests" / "profiles"
 ADAPTERS_VENV = REPO / ".venv-adapters"
 REQUIREMENTS = PROFILE_TESTS / "adapters-requirements.txt"
-OVERRIDES = PROFILE_TESTS / "adapters-overrides.txt"
+#: The repository's one uv overrides file (drops dbt-core-experimental-parser; see pyproject.toml).
+OVERRIDES = REPO / "scripts" / "uv-overrides.txt"
 CHECK_SCRIPT = PROFILE_TESTS / "adapters_check.py"
 
 

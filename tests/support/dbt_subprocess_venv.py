@@ -19,8 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 VENV = REPO / ".venv-dbt-subprocess"
-#: dbt-core >= 1.12.1 depends on this package, which cannot be built offline; dbt runs without it.
-OVERRIDES = "dbt-core-experimental-parser ; sys_platform == 'never'\n"
+#: The repository's one uv overrides file (drops dbt-core-experimental-parser; see pyproject.toml).
+OVERRIDES = REPO / "scripts" / "uv-overrides.txt"
 
 
 class SubprocessVenvError(RuntimeError):
@@ -40,7 +40,7 @@ def requirements() -> list[str]:
 
 
 def _digest() -> str:
-    key = "\n".join([*requirements(), OVERRIDES, f"{sys.version_info[:2]}"])
+    key = "\n".join([*requirements(), OVERRIDES.read_text(), f"{sys.version_info[:2]}"])
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -54,22 +54,17 @@ def _build(digest: str) -> None:
     env.pop("VIRTUAL_ENV", None)
     create = [uv, "venv", "--quiet", "--python", sys.executable, str(VENV)]
     subprocess.run(create, check=True, env=env, capture_output=True, timeout=120)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as overrides:
-        overrides.write(OVERRIDES)
-    try:
-        install = [
-            uv,
-            "pip",
-            "install",
-            "--quiet",
-            "--compile-bytecode",
-            "--python",
-            str(VENV / "bin" / "python"),
-        ]
-        install += ["--overrides", overrides.name, *requirements()]
-        proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
-    finally:
-        os.unlink(overrides.name)
+    install = [
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--compile-bytecode",
+        "--python",
+        str(VENV / "bin" / "python"),
+    ]
+    install += ["--overrides", str(OVERRIDES), *requirements()]
+    proc = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise SubprocessVenvError(f"installing the dbt subprocess venv failed:\n{proc.stderr[-4000:]}")
     marker.write_text(digest)
