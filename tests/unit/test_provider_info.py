@@ -88,12 +88,23 @@ def test_package_is_installed_from_its_wheel_with_py_typed() -> None:
     assert "site-packages" in pkg_dir.parts, f"tests must import the installed wheel, not {pkg_dir}"
 
 
-def test_airflow_providers_list_shows_us(airflow_home: Path) -> None:
+def _airflow_providers(what: str) -> list[dict]:
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "providers", "list", "--output", "json"],
+        [str(Path(sys.executable).parent / "airflow"), "providers", what, "--output", "json"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    providers = {p["package_name"]: p["version"] for p in json.loads(out[out.index("[") :])}
+    return list(json.loads(out[out.index("[") :]))
+
+
+def test_airflow_providers_list_shows_us(airflow_home: Path) -> None:
+    providers = {p["package_name"]: p["version"] for p in _airflow_providers("list")}
     assert providers.get("airflow-dbt-provider") == airflow_dbt_provider.__version__
+
+
+def test_airflow_providers_triggers_and_links_show_ours(airflow_home: Path) -> None:
+    triggers = {t["class"] for t in _airflow_providers("triggers")}
+    assert "airflow_dbt_provider.triggers.dbt_cloud" in triggers
+    links = {link["extra_link_class_name"] for link in _airflow_providers("links")}
+    assert set(get_provider_info()["extra-links"]) <= links
