@@ -7,6 +7,7 @@ each client only moves bytes and sleeps its own way.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,27 @@ class ApiCall:
         return ApiCall(
             self.method, self.path, self.what, params, self.body, self.idempotent, self.expect_json
         )
+
+
+def announce_retry(
+    logger: logging.Logger,
+    settings: ClientSettings,
+    call: ApiCall,
+    attempt: int,
+    retry_after: float | None,
+    reason: str,
+) -> float:
+    """The backoff before the next attempt, logged once; the sync and async clients only sleep it."""
+    delay = settings.retry.delay(attempt, retry_after)
+    logger.warning(
+        "dbt Cloud: %s for %s (attempt %d of %d); retrying in %.1fs",
+        reason,
+        call.what,
+        attempt,
+        settings.retry.max_attempts,
+        delay,
+    )
+    return delay
 
 
 def headers(settings: ClientSettings) -> dict[str, str]:

@@ -26,6 +26,7 @@ from airflow_dbt_provider.cloud import _endpoints as ep
 from airflow_dbt_provider.cloud._core import (
     ApiCall,
     Pager,
+    announce_retry,
     error_for_status,
     headers,
     parse_json,
@@ -196,15 +197,7 @@ class AsyncDbtCloudClient:
         return url
 
     async def _wait(self, call: ApiCall, attempt: int, retry_after: float | None, reason: str) -> None:
-        delay = self.settings.retry.delay(attempt, retry_after)
-        log.warning(
-            "dbt Cloud: %s for %s (attempt %d of %d); retrying in %.1fs",
-            reason,
-            call.what,
-            attempt,
-            self.settings.retry.max_attempts,
-            delay,
-        )
+        delay = announce_retry(log, self.settings, call, attempt, retry_after, reason)
         await asyncio.sleep(delay)
 
     async def _json(self, call: ApiCall) -> Any:
