@@ -1,26 +1,27 @@
-"""Asynchronous dbt Cloud client for triggers, on ``httpx.AsyncClient``.
+"""Asynchronous dbt Cloud client for triggers, on the lean HTTP/1.1 transport of :mod:`wire`.
 
-Why httpx: it is a direct dependency of Airflow core, so it is always installed where a triggerer
-runs; aiohttp only arrives with some providers. The ``AsyncClient`` is shared by every client of the
-event loop with the same wire settings (see :mod:`pool`), so a trigger's polls reuse warm pooled TLS
-connections instead of a handshake per poll or per trigger.
+Why not httpx (which Airflow ships): per poll its layers cost several times the CPU of the poll
+itself, and a triggerer makes hundreds of polls a second (see :mod:`wire` and
+``benchmarks/trigger_scale.py``). The transport is shared by every client of the event loop with
+the same wire settings (see :mod:`pool`), so a trigger's polls reuse warm pooled TLS connections
+instead of a handshake per poll or per trigger.
 
 Nothing here blocks the event loop: the SSL context (which reads CA files from disk) is built in a
 worker thread on first use, and waits between retries are ``asyncio.sleep``. TLS and proxy come from
-the same :func:`resolve_transport` as the sync client, with httpx's own environment lookup off
-(``trust_env=False``) — httpx would read ``SSL_CERT_FILE`` but ignore ``REQUESTS_CA_BUNDLE``.
+the same :func:`resolve_transport` as the sync client, so ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE``
+and ``HTTPS_PROXY``/``NO_PROXY`` mean the same to both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import ssl
 from types import TracebackType
 from typing import Any
-
-import httpx
+from urllib.parse import urlencode
 
 from airflow_dbt_provider.cloud import _endpoints as ep
 from airflow_dbt_provider.cloud._core import (
@@ -45,12 +46,9 @@ from airflow_dbt_provider.cloud.settings import (
     Transport,
     resolve_transport,
 )
+from airflow_dbt_provider.cloud.wire import Proxy, WireError, WireResponse, WireTLSError
 
 log = logging.getLogger(__name__)
-
-#: httpx errors raised before a request left the machine: repeating is always safe.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
-_TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 def build_ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
@@ -93,13 +91,18 @@ class AsyncDbtCloudClient:
     """The calls a trigger needs: account (auth check), run status, cancel, runs, artifacts.
 
     Cheap to create: it holds settings only. Its first request leases the event loop's shared
-    httpx client for these wire settings (see :mod:`pool`); ``aclose()`` gives the lease back.
+    transport for these wire settings (see :mod:`pool`); ``aclose()`` gives the lease back.
     The token travels per request, so a shared client never holds it.
     """
 
     def __init__(self, settings: ClientSettings) -> None:
         self.settings = settings
         self.transport: Transport = cached_transport(settings)
+        if self.transport.proxy:
+            try:
+                Proxy.parse(self.transport.proxy)
+            except ValueError as exc:
+                raise DbtCloudConfigError(f"Cannot use the proxy for {settings.access_url}: {exc}.") from None
         self._key = PoolKey(
             base_url=settings.api_base,
             verify=self.transport.verify,
@@ -107,10 +110,10 @@ class AsyncDbtCloudClient:
             timeout=settings.timeout,
             user_agent=settings.user_agent,
         )
-        self._auth = {"Authorization": headers(settings)["Authorization"]}
+        self._auth = (("Authorization", headers(settings)["Authorization"]),)
         self._shared: SharedHttp | None = None
         self._pool: ClientPool | None = None
-        self._urls: dict[tuple[str, tuple[tuple[str, Any], ...]], httpx.URL] = {}
+        self._targets: dict[tuple[str, tuple[tuple[str, Any], ...]], str] = {}
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -133,13 +136,8 @@ class AsyncDbtCloudClient:
             self._shared = None
             await pool.release(self._key)
 
-    @property
-    def _client(self) -> httpx.AsyncClient | None:
-        """The leased httpx client, if any (for tests that inspect its connections)."""
-        return None if self._shared is None else self._shared.client
-
     async def _http(self) -> SharedHttp:
-        """The shared httpx client, leased on first use; its SSL context is built off the event loop."""
+        """The shared transport, leased on first use; its SSL context is built off the event loop."""
         if self._shared is not None:
             return self._shared
         async with self._lock:
@@ -156,21 +154,21 @@ class AsyncDbtCloudClient:
                 self._pool, self._shared = pool, shared
             return self._shared
 
-    async def _send(self, call: ApiCall) -> httpx.Response:
+    async def _send(self, call: ApiCall) -> WireResponse:
         """Send with retries; return a 2xx response or raise the matching :class:`DbtCloudError`."""
         shared = await self._http()
         policy = self.settings.retry
+        body = None if call.body is None else json.dumps(call.body).encode()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await shared.request(
-                    call.method, self._url(call), json=call.body, headers=self._auth
-                )
-            except _TRANSPORT_ERRORS as exc:
-                if _is_tls_failure(exc):
+                target = self._target(call)
+                response = await shared.request(call.method, target, headers=self._auth, body=body)
+            except WireError as exc:
+                if isinstance(exc, WireTLSError):
                     raise tls_error(call, self.settings, exc, self.transport.verify) from None
-                if not (isinstance(exc, _NOT_SENT) or call.idempotent) or not policy.should_retry(attempt):
+                if (exc.sent and not call.idempotent) or not policy.should_retry(attempt):
                     raise transport_error(call, self.settings, exc, attempt) from None
                 await self._wait(call, attempt, None, type(exc).__name__)
                 continue
@@ -180,21 +178,22 @@ class AsyncDbtCloudClient:
             status = response.status_code
             if is_retryable_status(status, idempotent=call.idempotent) and policy.should_retry(attempt):
                 await self._wait(
-                    call, attempt, parse_retry_after(response.headers.get("Retry-After")), f"HTTP {status}"
+                    call, attempt, parse_retry_after(response.headers.get("retry-after")), f"HTTP {status}"
                 )
                 continue
             raise error_for_status(call, self.settings, status, response.content, attempt)
 
-    def _url(self, call: ApiCall) -> httpx.URL:
-        """The absolute URL of a call, parsed once: a trigger asks for the same run every poll, and
-        httpx would otherwise parse and re-encode the URL and its query several times a request."""
+    def _target(self, call: ApiCall) -> str:
+        """The request target (path and query) of a call, built once: a trigger asks for the same
+        run at every poll."""
         key = (call.path, tuple(sorted((call.params or {}).items())))
-        url = self._urls.get(key)
-        if url is None:
-            if len(self._urls) >= _URL_CACHE_SIZE:
-                self._urls.clear()
-            url = self._urls[key] = httpx.URL(self.settings.api_base + call.path, params=call.params)
-        return url
+        target = self._targets.get(key)
+        if target is None:
+            if len(self._targets) >= _URL_CACHE_SIZE:
+                self._targets.clear()
+            query = urlencode(call.params or {})
+            target = self._targets[key] = call.path + (f"?{query}" if query else "")
+        return target
 
     async def _wait(self, call: ApiCall, attempt: int, retry_after: float | None, reason: str) -> None:
         delay = announce_retry(log, self.settings, call, attempt, retry_after, reason)
@@ -240,13 +239,3 @@ class AsyncDbtCloudClient:
 
     def run_url(self, run: Run) -> str:
         return run_web_url(self.settings, run)
-
-
-def _is_tls_failure(exc: BaseException) -> bool:
-    """Whether an httpx error wraps a certificate/handshake failure (not worth retrying)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc)

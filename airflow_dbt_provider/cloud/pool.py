@@ -1,4 +1,4 @@
-"""One shared ``httpx.AsyncClient`` per event loop and wire settings, for many triggers at once.
+"""One shared HTTP transport per event loop and wire settings, for many triggers at once.
 
 Why: a triggerer runs hundreds of triggers in one event loop. With a client each, every trigger
 loads a CA bundle (tens of ms of CPU), opens its own TLS connection (a full handshake) and keeps
@@ -7,20 +7,19 @@ it idle between polls. Shared, N triggers cost one SSL context and a handful of 
 What may be shared is decided by :class:`PoolKey`: host, TLS trust, proxy, timeout and user agent,
 never the token. The token is sent per request (see :mod:`async_client`), so triggers of
 different connections to the same host share connections too, and no key, ``repr`` or log line
-ever holds a token. Cookies are refused: on a client shared between tokens, one token's session
-cookie must never ride along on another's request.
+ever holds a token. No cookies are kept: on a transport shared between tokens, one token's
+session must never ride along on another's request.
 
 Lifetime: a pool entry is reference-counted. Each :class:`AsyncDbtCloudClient` holds one lease
-from its first request until ``aclose()``; the last release closes the httpx client and its
-connections. Pools live per event loop (an httpx client is bound to the loop it first ran in), so
-a new loop (a restarted triggerer, a test) starts clean. SSL contexts, which are loop-independent
-and the expensive part, are cached process-wide and rebuilt when the CA file changes.
+from its first request until ``aclose()``; the last release closes the transport's connections.
+Pools live per event loop (a connection belongs to the loop that opened it), so a new loop (a
+restarted triggerer, a test) starts clean. SSL contexts, which are loop-independent and the
+expensive part, are cached process-wide and rebuilt when the CA file changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import logging
 import os
 import ssl
@@ -30,12 +29,12 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import httpx
+from airflow_dbt_provider.cloud.wire import Connection, Headers, Origin, Proxy, WireResponse
 
 log = logging.getLogger(__name__)
 
-#: Requests in flight at once per pool entry, each on a lane (an httpx client with one
-#: connection) of its own. dbt Cloud answers a poll in tens of ms, so a few warm lanes carry
+#: Requests in flight at once per pool entry, each on a lane (one keep-alive connection) of
+#: its own. dbt Cloud answers a poll in tens of ms, so a few warm lanes carry
 #: hundreds of polls a second; the cap keeps a burst (every trigger of a restarted triggerer
 #: polling at once) from opening hundreds of TLS connections, and leaves room for slow answers.
 MAX_LANES = 64
@@ -70,7 +69,7 @@ def _ca_file(verify: bool | str) -> str | None:
         return verify
     try:
         import certifi
-    except ImportError:  # pragma: no cover - certifi comes with requests and httpx
+    except ImportError:  # pragma: no cover - certifi comes with requests
         return None
     return str(certifi.where())
 
@@ -98,80 +97,106 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
         return context
 
 
-def _refuse_all_cookies() -> http.cookiejar.CookieJar:
-    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+def _insecure_context() -> ssl.SSLContext:
+    """TLS without verification, for a connection whose ``verify`` is off (the user's choice)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 class SharedHttp:
-    """The shared transport of one :class:`PoolKey`: up to ``MAX_LANES`` one-connection clients.
+    """The shared transport of one :class:`PoolKey`: up to ``MAX_LANES`` keep-alive connections.
 
-    Why lanes and not one httpx client with many connections: on every request start and end,
-    httpcore checks each connection of the client's pool (a socket poll and several attribute
-    lookups per connection) and matches every queued request against every connection. With one
-    client of 64 connections and hundreds of due polls that is most of the CPU a poll costs.
-    A lane has one connection, so those checks are O(1); requests beyond ``MAX_LANES`` wait on a
-    FIFO semaphore instead. Free lanes are reused last-in first-out, so steady polling keeps a
-    few warm connections busy and the rest of the lanes sit idle until their connections expire.
+    Each connection (a lane) carries one request at a time; requests beyond ``MAX_LANES`` wait on
+    a FIFO semaphore. Free lanes are reused last-in first-out, so steady polling keeps a few warm
+    connections busy while the rest expire. A lane the server closed is known to be closed as soon
+    as the event loop sees it (see :mod:`wire`), so no request is sent on a dead connection.
     """
 
-    def __init__(self, key: PoolKey, context: ssl.SSLContext | bool) -> None:
+    def __init__(self, key: PoolKey, context: ssl.SSLContext | None) -> None:
         self._key = key
         self._context = context
-        self._free: list[httpx.AsyncClient] = []
-        self._lanes: list[httpx.AsyncClient] = []
+        self._origin = Origin.parse(key.base_url)
+        self._proxy = Proxy.parse(key.proxy) if key.proxy else None
+        # Through a plain-HTTP proxy an http:// API is asked in absolute form; https goes via CONNECT.
+        self._prefix = key.base_url if self._proxy is not None and self._origin.scheme == "http" else ""
+        fixed = [
+            ("Host", self._origin.authority),
+            ("Accept", "application/json"),
+            ("Accept-Encoding", "gzip"),
+            ("User-Agent", key.user_agent),
+        ]
+        if self._prefix and self._proxy is not None and self._proxy.authorization:
+            fixed.append(("Proxy-Authorization", self._proxy.authorization))
+        self._headers: tuple[tuple[str, str], ...] = tuple(fixed)
+        self._free: list[Connection] = []
+        self._busy = 0
         self._slots = asyncio.Semaphore(MAX_LANES)
 
     def __repr__(self) -> str:
-        return f"SharedHttp({self._key!r}, lanes={len(self._lanes)}, free={len(self._free)})"
+        return f"SharedHttp({self._key!r}, lanes={self.lanes}, free={len(self._free)})"
 
     @property
     def lanes(self) -> int:
-        """Lanes opened so far (at most ``MAX_LANES``)."""
-        return len(self._lanes)
+        """Connections open now: idle ones plus those carrying a request (at most ``MAX_LANES``)."""
+        return len(self._free) + self._busy
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        """The most recently used lane (the one a lone caller's requests all go through)."""
-        if not self._free:
-            self._free.append(self._new_lane())
-        return self._free[-1]
+    async def request(
+        self, method: str, target: str, *, headers: Headers = (), body: bytes | None = None
+    ) -> WireResponse:
+        """Send one request (``target``: path and query) on a free lane and read the whole answer.
 
-    async def request(self, method: str, url: str | httpx.URL, **kwargs: Any) -> httpx.Response:
-        """Send one request on a free lane; the body is read before the lane is given back."""
+        ``body`` is sent as JSON. Raises :class:`wire.WireError` when no complete answer came.
+        """
+        all_headers = [*self._headers, *headers]
+        if body is not None:
+            all_headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         async with self._slots:
-            lane = self._free.pop() if self._free else self._new_lane()
+            self._busy += 1
             try:
-                return await lane.request(method, url, **kwargs)
+                lane = self._take() or await self._open()
+                url = self._prefix + target
+                response = await lane.request(method, url, all_headers, body, self._key.timeout)
             finally:
+                self._busy -= 1
+            if lane.reusable:
                 self._free.append(lane)
+            return response
 
-    def _new_lane(self) -> httpx.AsyncClient:
-        lane = httpx.AsyncClient(
-            base_url=self._key.base_url,
-            headers={"Accept": "application/json", "User-Agent": self._key.user_agent},
-            cookies=_refuse_all_cookies(),
-            verify=self._context,
-            proxy=self._key.proxy,
+    def _take(self) -> Connection | None:
+        """The most recently used live lane; lanes idle past ``KEEPALIVE_EXPIRY_S`` are closed."""
+        now = asyncio.get_running_loop().time()
+        free = self._free
+        while free and (now - free[0].idle_since >= KEEPALIVE_EXPIRY_S or not free[0].reusable):
+            free.pop(0).close()
+        while self._free:
+            lane = self._free.pop()
+            if lane.reusable:
+                return lane
+            lane.close()
+        return None
+
+    async def _open(self) -> Connection:
+        return await Connection.open(
+            self._origin,
+            context=self._context,
             timeout=self._key.timeout,
-            limits=httpx.Limits(
-                max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_EXPIRY_S
-            ),
-            trust_env=False,
-            follow_redirects=False,
+            proxy=self._proxy,
+            proxy_context=self._context,
         )
-        self._lanes.append(lane)
-        return lane
 
     async def aclose(self) -> None:
-        """Close every lane and its connection."""
-        lanes, self._lanes, self._free = self._lanes, [], []
-        for lane in lanes:
-            await lane.aclose()
+        """Close every idle lane (a request in flight closes its own when it ends)."""
+        free, self._free = self._free, []
+        for lane in free:
+            lane.close()
 
 
 async def _build(key: PoolKey) -> SharedHttp:
     """A new shared transport; its SSL context comes from a worker thread, never the event loop."""
-    return SharedHttp(key, await asyncio.to_thread(ssl_context, key.verify))
+    context = await asyncio.to_thread(ssl_context, key.verify)
+    return SharedHttp(key, context if isinstance(context, ssl.SSLContext) else _insecure_context())
 
 
 # --- the per-loop pool ------------------------------------------------------------------------
@@ -184,7 +209,7 @@ class _Entry:
 
 
 class ClientPool:
-    """Shared httpx clients of one event loop, by :class:`PoolKey`, reference-counted."""
+    """Shared transports of one event loop, by :class:`PoolKey`, reference-counted."""
 
     def __init__(self) -> None:
         self._entries: dict[PoolKey, _Entry] = {}

@@ -1,6 +1,6 @@
 """When and how long to wait before retrying a dbt Cloud request.
 
-The decisions live here, free of any HTTP library, so the sync (requests) and async (httpx) clients
+The decisions live here, free of any HTTP library, so the sync (requests) and async (asyncio) clients
 retry exactly alike and the policy is testable on its own.
 
 Triggering a run is not idempotent: if dbt Cloud received the request and then failed to answer, a

@@ -1,4 +1,4 @@
-"""The async (httpx) client against the emulator: same settings, TLS, retries as the sync one."""
+"""The async client (on cloud/wire.py) against the emulator: same settings, TLS, retries as the sync one."""
 
 from __future__ import annotations
 
@@ -39,10 +39,8 @@ async def test_polls_a_run_to_completion_on_one_connection(any_emulator: DbtClou
         assert (await client.get_artifact_json(run_id, "run_results.json"))["results"]
         assert (await client.get_artifact(run_id, "manifest.json")).startswith(b"{")
         assert [r.id for r in await client.list_runs(job_id=run.job_id, limit=1)] == [run_id]
-        http = client._client
-        assert http is not None
-        pool = http._transport._pool  # type: ignore[attr-defined]
-        assert len(pool.connections) == 1  # every poll reused the same TLS connection
+        assert client._shared is not None
+        assert client._shared.lanes == 1  # every poll reused the same TLS connection
         assert client.run_url(run).startswith(any_emulator.base_url)
 
 
