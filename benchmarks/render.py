@@ -27,6 +27,8 @@ TRIGGER_ROWS = (
     ("wall_s", "wall time to drain (s)", 1),
     ("peak_rss_mb", "peak RSS (MiB)", 0),
     ("max_stall_ms", "max event-loop stall (ms)", 0),
+    ("p99_stall_ms", "p99 event-loop stall (ms)", 0),
+    ("full_gc_in_phase", "full GC passes during the phase", 0),
     ("calls_per_run_per_poll", "API calls per run per poll", 2),
     ("calls_per_run", "API calls per run", 2),
     ("false_failures", "false failures (runs)", 0),

@@ -37,8 +37,8 @@ RUN_PATH = re.compile(r"^/api/v2/accounts/\d+/runs/(\d+)/$")
 WORKER_TIMEOUT_S = 900.0
 #: Emulator speed while the runs are being started: their timelines barely move until the phase.
 FROZEN_SPEED = 0.001
-METRICS = ("cpu_s", "cpu_ms_per_poll", "wall_s", "peak_rss_mb", "max_stall_ms", "calls_per_run_per_poll",
-           "calls_per_run", "false_failures")  # fmt: skip
+METRICS = ("cpu_s", "cpu_ms_per_poll", "wall_s", "peak_rss_mb", "max_stall_ms", "p99_stall_ms",
+           "full_gc_in_phase", "calls_per_run_per_poll", "calls_per_run", "false_failures")  # fmt: skip
 
 
 def poll_interval_for(n: int) -> float:

@@ -114,7 +114,7 @@ def _probe(dist: str, python: Path | None = None) -> AnchorStatus:
 
 def installed_versions(python: Path) -> dict[str, str]:
     """Versions of everything that shapes a figure, as installed in the venv of ``python``."""
-    names = [*PINNED, "dbt-adapters", "duckdb", "aiohttp", "httpx", "airflow-dbt-provider", *ANCHORS]
+    names = [*PINNED, "dbt-adapters", "duckdb", "aiohttp", "h11", "airflow-dbt-provider", *ANCHORS]
     snippet = (
         "import importlib.metadata as m, json, sys\n"
         "out = {}\n"
