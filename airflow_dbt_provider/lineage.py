@@ -16,6 +16,7 @@ Naming follows the OpenLineage dataset naming conventions: the namespace names t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,40 @@ def operator_lineage(
         inputs=[Dataset(namespace=d.namespace, name=d.name) for d in inputs],
         outputs=[Dataset(namespace=d.namespace, name=d.name) for d in outputs],
     )
+
+
+def parent_run_cause(task_instance: Any, max_length: int) -> str | None:
+    """This task's OpenLineage run as the compact JSON a dbt Cloud run's ``cause`` can carry.
+
+    ``{"parent": {"run": {"runId": ...}, "job": {"namespace": ..., "name": ...}}, "root": {...}}``:
+    what the official provider's ``openlineage_inject_parent_job_info`` writes, so a consumer
+    reading dbt Cloud runs can attach a ``ParentRunFacet`` linking the run to the Airflow task.
+    The ``root`` block is dropped when both do not fit in ``max_length``; ``None`` when even the
+    parent alone does not fit or the OpenLineage provider is not installed.
+    """
+    try:
+        from airflow.providers.openlineage.plugins import macros
+    except ImportError:
+        return None
+    parent = {
+        "run": {"runId": macros.lineage_run_id(task_instance)},
+        "job": {"namespace": macros.lineage_job_namespace(), "name": macros.lineage_job_name(task_instance)},
+    }
+    candidates: list[dict[str, Any]] = [{"parent": parent}]
+    if hasattr(macros, "lineage_root_run_id"):  # the root macros came with later provider versions
+        root = {
+            "run": {"runId": macros.lineage_root_run_id(task_instance)},
+            "job": {
+                "namespace": macros.lineage_root_job_namespace(task_instance),
+                "name": macros.lineage_root_job_name(task_instance),
+            },
+        }
+        candidates.insert(0, {"parent": parent, "root": root})
+    for payload in candidates:
+        text = json.dumps(payload, separators=(",", ":"))
+        if len(text) <= max_length:
+            return text
+    return None
 
 
 def openlineage_enabled() -> bool:

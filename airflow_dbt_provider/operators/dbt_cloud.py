@@ -40,7 +40,9 @@ from airflow_dbt_provider.cloud import (
     RunStep,
     TriggerRunOptions,
 )
+from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
+from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
 from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_ID_KEY, JOB_RUN_URL_KEY, DbtCloudRunLink
 from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
 
@@ -359,8 +361,10 @@ class DbtCloudRunJobOperator(BaseOperator):
     :param asset_alias: Name of an ``AssetAlias`` to emit one Asset event per model, seed and snapshot
         the run built (from its last step's ``run_results.json`` and ``manifest.json``), with the
         URIs the local dbt operators use, so downstream DAGs can be scheduled on dbt models.
-    :param openlineage_inject_parent_job_info: Accepted for compatibility with the official provider;
-        not implemented (a warning says so when it is True).
+    :param openlineage_inject_parent_job_info: Replace the run's ``cause`` with this task's OpenLineage
+        parent (and root) run as JSON, as the official provider does, so lineage consumers reading dbt
+        Cloud runs can link them to the Airflow task. Needs the ``openlineage`` extra. Independently,
+        with OpenLineage enabled the task's own events carry the datasets the run read and built.
     :param hook_params: Accepted for compatibility with the official provider and ignored: retries and
         timeouts are set on the connection (extras ``timeout``, ``retry_max_attempts``, ...).
     :return: The run id (an int).
@@ -474,10 +478,8 @@ class DbtCloudRunJobOperator(BaseOperator):
         self.asset_alias = asset_alias
         self.hook_params = hook_params or {}
         self.run_id: int | None = None
-        if openlineage_inject_parent_job_info:
-            self.log.warning(
-                "%s: openlineage_inject_parent_job_info is not implemented; ignored", self.task_id
-            )
+        self._lineage_artifacts: tuple[Any, Any] | None = None
+        self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
         if self.hook_params:
             self.log.warning(
                 "%s: hook_params is ignored; set timeouts and retries on the connection instead", self.task_id
@@ -597,6 +599,8 @@ class DbtCloudRunJobOperator(BaseOperator):
 
     def _trigger_options(self, context: Context) -> TriggerRunOptions:
         cause = self.trigger_reason or self._default_cause(context)
+        if self.openlineage_inject_parent_job_info:
+            cause = self._openlineage_cause(context, cause)
         return TriggerRunOptions.with_cause(
             cause,
             steps_override=list(self.steps_override) if self.steps_override else None,
@@ -618,6 +622,18 @@ class DbtCloudRunJobOperator(BaseOperator):
             ),
             extra=dict(self.additional_run_config or {}),
         )
+
+    def _openlineage_cause(self, context: Context, cause: str) -> str:
+        """The cause replaced by this task's OpenLineage parent run (JSON), when it can be."""
+        parent = parent_run_cause(context["ti"], MAX_CAUSE_LENGTH)
+        if parent is None:
+            self.log.warning(
+                "%s: OpenLineage parent run not injected (no OpenLineage provider, or it does not fit "
+                "in %d characters); the run's cause stays %r",
+                self.task_id, MAX_CAUSE_LENGTH, cause,
+            )  # fmt: skip
+            return cause
+        return parent
 
     def _default_cause(self, context: Context) -> str:
         ti = context["ti"]
@@ -679,27 +695,54 @@ class DbtCloudRunJobOperator(BaseOperator):
         context["ti"].xcom_push(key=RUN_SUMMARY_KEY, value=run_summary(run, url))
         if run.status is RunStatus.SUCCESS:
             self.log.info("dbt Cloud run %s succeeded%s", run.id, _took(run.duration_seconds))
-            if self.asset_alias:
-                self._emit_assets(context, client, run)
+            lineage = openlineage_enabled()
+            if self.asset_alias or lineage:
+                artifacts = self._run_artifacts(client, run)
+                if artifacts is not None and self.asset_alias:
+                    self._emit_assets(context, run, *artifacts)
+                self._lineage_artifacts = artifacts if lineage else None
             return run.id
         raise DbtCloudRunError(failure_message(run, url))
 
-    def _emit_assets(self, context: Context, client: DbtCloudClient, run: Run) -> None:
-        """One Asset event per relation the run built, through the ``asset_alias`` outlet.
-
-        Missing artifacts (a job that saves none) are a warning: the run itself succeeded.
-        """
+    def _run_artifacts(self, client: DbtCloudClient, run: Run) -> tuple[Any, Any] | None:
+        """The run's ``run_results.json`` and ``manifest.json`` (last step), fetched once for both
+        Asset events and OpenLineage. Missing ones (a job that saves none) are a warning only: the
+        run itself succeeded."""
         try:
             run_results = client.get_artifact_json(run.id, "run_results.json")
             manifest = client.get_artifact_json(run.id, "manifest.json")
-            built = built_assets(run_results, manifest)
         except (DbtCloudError, ValueError) as exc:
+            self.log.warning("dbt Cloud run %s: no Asset events or lineage: %s", run.id, exc)
+            return None
+        return run_results, manifest
+
+    def _emit_assets(self, context: Context, run: Run, run_results: Any, manifest: Any) -> None:
+        """One Asset event per relation the run built, through the ``asset_alias`` outlet."""
+        try:
+            built = built_assets(run_results, manifest)
+        except (KeyError, ValueError) as exc:
             self.log.warning("dbt Cloud run %s: no Asset events, artifacts unusable: %s", run.id, exc)
             return
         events = context["outlet_events"][AssetAlias(name=str(self.asset_alias))]
         for asset in built:
             events.add(Asset(uri=asset.uri), extra={"dbt_cloud_run_id": run.id, "unique_id": asset.unique_id})
         self.log.info("emitted %d Asset event(s) through alias %r", len(built), self.asset_alias)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage inputs/outputs of the run: the sources it read and the relations it built.
+
+        Called by the OpenLineage provider when it is installed and enabled; the datasets come from
+        the run's artifacts, named as for local dbt runs (``<adapter>://<database>``, as dbt Cloud
+        artifacts carry no warehouse host).
+        """
+        if self._lineage_artifacts is None:
+            return None
+        run_results, manifest = self._lineage_artifacts
+        try:
+            return operator_lineage(run_results, manifest)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.log.warning("dbt Cloud run %s: no OpenLineage datasets: %s", self.run_id, exc)
+            return None
 
 
 # --- artifacts, listings, cancel --------------------------------------------------------------------
