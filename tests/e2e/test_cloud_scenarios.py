@@ -199,16 +199,19 @@ def test_triggerer_restart_and_reassignment_keep_the_run(
     run_id = _start(airflow, dag_id, job_id=LONG)
     job_run = _deferred_and_watched(airflow, cloud, dag_id, run_id)
 
-    # A crashed triggerer, restarted: the new one picks the trigger up and watches on.
-    airflow_deployment.restart_component("triggerer", sig=signal.SIGKILL)
-    polls = len(run_polls(cloud, job_run))
-    wait_until(
-        "the restarted triggerer to poll the run again",
-        lambda: len(run_polls(cloud, job_run)) > polls + 1,
-        timeout=120,
-        describe=lambda: summarize_requests(cloud) + "\n" + airflow.describe_run(dag_id, run_id),
-    )
-    assert airflow.task_instance(dag_id, run_id, "run_job")["state"] == "deferred"
+    # A crashed triggerer, restarted, then one stopped gracefully (a deploy): each time the new one
+    # picks the trigger up and watches on, and stopping never cancels the run (cleanup, not on_kill).
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        airflow_deployment.restart_component("triggerer", sig=sig)
+        polls = len(run_polls(cloud, job_run))
+        wait_until(
+            f"the triggerer restarted after {sig.name} to poll the run again",
+            lambda polls=polls: len(run_polls(cloud, job_run)) > polls + 1,
+            timeout=120,
+            describe=lambda: summarize_requests(cloud) + "\n" + airflow.describe_run(dag_id, run_id),
+        )
+        assert airflow.task_instance(dag_id, run_id, "run_job")["state"] == "deferred"
+        assert cancel_calls(cloud) == [], summarize_requests(cloud)
 
     # A triggerer frozen past the health threshold: a second one takes its trigger over; then
     # the frozen one wakes up, finds the trigger gone and (Airflow 3.3, apache/airflow#73454)
