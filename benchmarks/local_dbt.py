@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.dbt_project import PROFILE, TARGET, BenchProject
-from benchmarks.measure import Measurement, run_measured
+from benchmarks.measure import Measurement
 from benchmarks.stats import summarize
+from benchmarks.task_zygote import Zygote
 
 COMMANDS = ("run", "build")
+HARNESS_DESCRIPTION = (
+    "`airflow tasks test <dag> dbt`, each run a fresh process forked from one Airflow with the "
+    "execution API already built (benchmarks/task_zygote.py); a fresh SQLite database copied from a "
+    "migrated template per run; one DAG file per arm in its own dags folder"
+)
 TASK_ID = "dbt"
 _STATE = re.compile(r"new_state=(\w+)")
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Failure)\b.*:")
@@ -212,6 +218,38 @@ class Harness:
             marker.touch()
         return template
 
+    @property
+    def run_home(self) -> Path:
+        """The ``AIRFLOW_HOME`` of every forked run (fixed: the harness imported Airflow with it)."""
+        return self.work_dir / "run-home"
+
+    def reset_run_home(self) -> Path:
+        """Empty the run home and give it a fresh copy of the migrated database.
+
+        The database is replaced by rename, so nothing can still hold the previous run's file.
+        """
+        home = self.run_home
+        template = self.template_home()
+        home.mkdir(parents=True, exist_ok=True)
+        for child in home.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            elif child.name != "airflow.cfg":
+                child.unlink(missing_ok=True)
+        fresh = home / "airflow.db.fresh"
+        shutil.copy2(template / "airflow.db", fresh)
+        os.replace(fresh, home / "airflow.db")
+        if (template / "airflow.cfg").exists() and not (home / "airflow.cfg").exists():
+            shutil.copy2(template / "airflow.cfg", home / "airflow.cfg")
+        return home
+
+    def zygote(self) -> Zygote:
+        """The warm Airflow that forks every run (see :mod:`benchmarks.task_zygote`)."""
+        home = self.reset_run_home()
+        env = self.home_env(home)
+        env["AIRFLOW__CORE__DAGS_FOLDER"] = str(self.work_dir / "dags")
+        return Zygote(self.python, env=env, cwd=self.work_dir, stderr_path=self.work_dir / "harness.log")
+
     def fresh_home(self, name: str) -> Path:
         home = self.work_dir / "homes" / name
         shutil.rmtree(home, ignore_errors=True)
@@ -241,28 +279,31 @@ def task_state(output: str) -> str | None:
 
 
 def run_arm_once(
-    harness: Harness, arm: Arm, command: str, project: BenchProject, *, warm_cache: Path
+    harness: Harness, zygote: Zygote, arm: Arm, command: str, project: BenchProject, *, warm_cache: Path
 ) -> Measurement:
-    """One ``airflow tasks test`` of ``arm``; the caller decides whether it counts."""
+    """One ``airflow tasks test`` of ``arm`` (forked by the harness); the caller decides whether it counts."""
     dag_id = f"bench_{arm.key}_{command}_{project.n_models}"
     dags = harness.work_dir / "dags" / dag_id
     dags.mkdir(parents=True, exist_ok=True)
     (dags / "dag.py").write_text(dag_source(arm, command, project, dag_id))
     if not arm.warm:
         clear_parse_state(project)
-    home = harness.fresh_home(dag_id)
-    env = harness.home_env(home)
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
-    if arm.warm:
-        env["AIRFLOW_DBT_PROVIDER_CACHE_DIR"] = str(warm_cache)
-    measurement = run_measured(
-        [str(harness.bin_dir / "airflow"), "tasks", "test", dag_id, TASK_ID],
-        env=env, cwd=harness.work_dir, timeout_s=harness.timeout_s,
-    )  # fmt: skip
-    state = task_state(measurement.output_tail if measurement.ok else "")
-    if measurement.ok and state == "success":
-        shutil.rmtree(home, ignore_errors=True)
-    return measurement
+    home = harness.reset_run_home()
+    env = {
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+        "AIRFLOW_DBT_PROVIDER_CACHE_DIR": str(warm_cache if arm.warm else home / "dbt-provider-cache"),
+    }
+    log = harness.work_dir / "logs" / f"{dag_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    answer = zygote.run(["tasks", "test", dag_id, TASK_ID], env=env, log=log, timeout_s=harness.timeout_s)
+    output = log.read_text(errors="replace")[-20000:]
+    return Measurement(
+        wall_s=float(answer["wall_s"]),
+        cpu_s=float(answer["cpu_s"]),
+        peak_rss_mb=float(answer["maxrss_kb"]) / 1024,  # Linux reports KiB
+        returncode=-9 if answer["timed_out"] else int(answer["status"]),
+        output_tail=output,
+    )
 
 
 def clear_parse_state(project: BenchProject) -> None:
@@ -285,7 +326,7 @@ def prepare_warehouse(harness: Harness, project: BenchProject) -> None:
 
 
 def benchmark_case(
-    harness: Harness, arm: Arm, command: str, project: BenchProject, runs: int
+    harness: Harness, zygote: Zygote, arm: Arm, command: str, project: BenchProject, runs: int
 ) -> dict[str, Any]:
     """``runs`` timed runs of one arm on one project; stops at the first failed run."""
     warm_cache = harness.work_dir / "warm-cache" / f"{arm.key}_{project.n_models}"
@@ -294,10 +335,10 @@ def benchmark_case(
     if arm.warm:
         shutil.rmtree(warm_cache, ignore_errors=True)
         clear_parse_state(project)
-        warmup = run_arm_once(harness, arm, command, project, warm_cache=warm_cache)
+        warmup = run_arm_once(harness, zygote, arm, command, project, warm_cache=warm_cache)
         error = _failure(warmup)
     for _ in range(runs if error is None else 0):
-        measurement = run_arm_once(harness, arm, command, project, warm_cache=warm_cache)
+        measurement = run_arm_once(harness, zygote, arm, command, project, warm_cache=warm_cache)
         error = _failure(measurement)
         if error:
             break
@@ -350,24 +391,24 @@ def run_local_benchmark(
         if reason:
             log(f"local: arm {key} unavailable: {reason}")
     cases = []
-    for project in projects:
-        prepare_warehouse(harness, project)
-        for command in commands:
-            for key in arm_keys:
-                # The baseline runs no dbt: once (smallest project, first command) is all it needs.
-                if not arms[key]["available"] or (
-                    key == "baseline" and (project is not projects[0] or command != commands[0])
-                ):
-                    continue
-                runs = runs_for(project.n_models)
-                log(f"local: {key} dbt {command} on {project.n_models} models x{runs}")
-                case = benchmark_case(harness, ARMS[key], command, project, runs)
-                if case["error"]:
-                    log(f"local: {key} failed: {case['error'].splitlines()[0]}")
-                cases.append(case)
+    with harness.zygote() as zygote:
+        for project in projects:
+            prepare_warehouse(harness, project)
+            for command in commands:
+                for key in arm_keys:
+                    # The baseline runs no dbt: once (smallest project, first command) is all it needs.
+                    if not arms[key]["available"] or (
+                        key == "baseline" and (project is not projects[0] or command != commands[0])
+                    ):
+                        continue
+                    runs = runs_for(project.n_models)
+                    log(f"local: {key} dbt {command} on {project.n_models} models x{runs}")
+                    case = benchmark_case(harness, zygote, ARMS[key], command, project, runs)
+                    if case["error"]:
+                        log(f"local: {key} failed: {case['error'].splitlines()[0]}")
+                    cases.append(case)
     return {
-        "harness": "airflow tasks test <dag> dbt (fresh process, fresh AIRFLOW_HOME copied from a migrated "
-        "SQLite template, one DAG file per arm in its own dags folder)",
+        "harness": HARNESS_DESCRIPTION,
         "arms": arms,
         "cases": cases,
     }
