@@ -22,6 +22,8 @@ from benchmarks.stats import Summary, ratio
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Failure)\b.*:")
 NOTES = Path(__file__).resolve().parent / "notes.md"
 LOCAL_ANCHORS = {"ours_cold": "floor_cold", "ours_warm": "floor_warm"}
+#: The alternatives a user would pick instead of ours; the target is to be faster than each, cold.
+COMPETING_ARMS = ("bash", "cosmos", "dbt_python")
 TRIGGER_ROWS = (
     ("cpu_ms_per_poll", "CPU per poll (ms)", 2),
     ("wall_s", "wall time to drain (s)", 1),
@@ -224,6 +226,16 @@ def behind(results: dict[str, Any]) -> list[str]:
             if r is not None and r > 1.05:
                 found.append(f"local `{case['command']}` on {case['size']} models, {case['arm']}: "
                              f"{r:.2f}x the floor's wall time (target ≤ 1.05x)")  # fmt: skip
+        if case["arm"] == "ours_cold" and not case["error"]:
+            for other in local["cases"]:
+                same = other["size"] == case["size"] and other["command"] == case["command"]
+                if not same or other["arm"] not in COMPETING_ARMS or other["error"]:
+                    continue
+                r = ratio(case["wall_s"], other["wall_s"])
+                if r is not None and r >= 1.0:
+                    label = local.get("arms", {}).get(other["arm"], {}).get("label", other["arm"])
+                    found.append(f"local `{case['command']}` on {case['size']} models, ours_cold: "
+                                 f"{r:.2f}x the wall time of {label} (target: faster)")  # fmt: skip
     for case in results.get("triggers", {}).get("cases", []):
         if case["impl"] != "ours":
             continue

@@ -132,6 +132,7 @@ def test_render_reports_ratios_unavailable_arms_and_gaps(tmp_path: Path) -> None
                 _case("floor_cold", [10.0, 11.0, 12.0]),
                 _case("ours_cold", [12.0, 13.0, 14.0]),
                 _case("bash", [20.0, 20.0, 20.0]),
+                _case("dbt_python", [12.5, 12.5, 12.5]),
             ],
         },
         "triggers": {
@@ -149,6 +150,8 @@ def test_render_reports_ratios_unavailable_arms_and_gaps(tmp_path: Path) -> None
     assert "plot.png" in text
     gaps = behind(results)
     assert any("1.18x the floor" in gap for gap in gaps)
+    assert any("1.04x the wall time of airflow-dbt-python" in gap for gap in gaps)  # slower than it
+    assert not any("BashOperator" in gap for gap in gaps)  # faster than bash: not a gap
     assert any("CPU per poll 0.67x official" in gap for gap in gaps)
     assert any("max stall 80 ms" in gap for gap in gaps)
     assert "Smoke run" not in text
