@@ -82,7 +82,7 @@ def _header(results: dict[str, Any], results_path: Path) -> str:
         f"`{_relative(results_path)}`. Every figure is median (min-max) over the runs shown; a ratio",
         "is ours ÷ anchor of the medians, so below 1.00x means we use less. Benchmarks never fail CI.",
         "",
-        f"- Command: `{results.get('command', '?')}`",
+        f"- Command: `{str(results.get('command', '?')).strip()}`",
         f"- Started: {results.get('started', '?')}, took {results.get('duration_s', 0) / 60:.1f} min",
         f"- Machine: {machine.get('cpu_model', '?')}, {machine.get('cpus', '?')} CPUs, "
         f"{machine.get('ram_gib', '?')} GiB RAM, {machine.get('platform', '?')}; "

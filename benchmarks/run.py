@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "schema": 1,
         "smoke": args.smoke,
-        "command": "python -m benchmarks.run " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": f"python -m benchmarks.run {shlex.join(sys.argv[1:] if argv is None else argv)}".strip(),
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "git_commit": git_commit(),
