@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.child import read_line, stop
+
 START_TIMEOUT_S = 60.0
 COMMAND_TIMEOUT_S = 120.0
 
@@ -52,16 +54,8 @@ class EmulatorProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        if self._proc is not None:
+            stop(self._proc)
 
     def command(self, op: str, **args: Any) -> Any:
         """Send one command and return its answer (raises with the child's message on failure)."""
@@ -82,18 +76,14 @@ class EmulatorProcess:
     def _read_line(self, timeout_s: float) -> str:
         """One stdout line, or an error if the child says nothing for ``timeout_s`` or exits."""
         assert self._proc is not None
-        assert self._proc.stdout is not None
-        box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout_s)
-        if not box or not box[0]:
+        line = read_line(self._proc, timeout_s)
+        if line is None:
             self._proc.kill()
             raise RuntimeError(
                 f"the emulator process gave no answer within {timeout_s:.0f}s "
                 f"(exit code {self._proc.poll()}); run `{' '.join(self._command)}` to see why"
             )
-        return box[0]
+        return line
 
 
 def _serve(speed: float) -> None:

@@ -64,15 +64,10 @@ class Zygote:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        proc = self._proc
-        if proc is not None:
-            if proc.stdin:
-                proc.stdin.close()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
+        from benchmarks.child import stop  # parent side only: the zygote runs as a plain script
+
+        if self._proc is not None:
+            stop(self._proc)
         if self._stderr is not None:
             self._stderr.close()
 
@@ -86,15 +81,13 @@ class Zygote:
         return self._answer(timeout_s + 60)
 
     def _answer(self, timeout_s: float) -> dict[str, Any]:
+        from benchmarks.child import read_line
+
         assert self._proc is not None
-        assert self._proc.stdout is not None
-        box: list[str] = []
-        reader = threading.Thread(target=lambda: box.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout_s)
-        if not box or not box[0].strip():
+        line = read_line(self._proc, timeout_s)
+        if line is None or not line.strip():
             raise RuntimeError(f"the harness did not answer; see {self._stderr_path}")
-        answer: dict[str, Any] = json.loads(box[0])
+        answer: dict[str, Any] = json.loads(line)
         return answer
 
 

@@ -67,6 +67,12 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
+async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Read the request, then say nothing (longer than any test waits)."""
+    await read_request(reader)
+    await asyncio.sleep(3)
+
+
 async def get(conn: Connection, timeout: float = 5.0) -> bytes:
     response = await conn.request("GET", "/x", [("Host", "test")], None, timeout)
     assert response.status_code == 200
@@ -118,10 +124,6 @@ async def test_chunked_and_gzip_bodies_are_decoded() -> None:
 
 
 async def test_a_silent_server_times_out_and_the_connection_is_dropped() -> None:
-    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(3)
-
     async with raw_server(stall) as (origin, _):
         conn = await Connection.open(origin, context=None, timeout=5)
         with pytest.raises(WireTimeout) as caught:
@@ -163,10 +165,6 @@ async def test_refused_connection_was_not_sent() -> None:
 
 
 async def test_cancelling_a_request_closes_its_connection() -> None:
-    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await asyncio.sleep(3)
-
     async with raw_server(stall) as (origin, _):
         conn = await Connection.open(origin, context=None, timeout=5)
         task = asyncio.create_task(get(conn))
