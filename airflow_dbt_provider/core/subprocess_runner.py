@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import IO, Any
 
 from airflow_dbt_provider.core.deps import declared_packages, mirror_with_packages, packages_installed
 from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtConfigurationError, DbtInvocationError
@@ -238,17 +238,34 @@ class SubprocessDbtRunner:
             )
             self._process = process
         output: list[str] = []
+        # dbt's output is drained by a thread of its own, never by the thread that waits: Airflow
+        # runs on_kill (terminate()) in the main thread's signal handler, and if that thread were
+        # the reader, dbt could block writing its cancellation lines to a full pipe and be killed
+        # before it cancelled its queries.
+        assert process.stdout is not None
+        pump = threading.Thread(
+            target=self._pump, args=(process.stdout, output), name="dbt-output", daemon=True
+        )
+        pump.start()
         try:
-            assert process.stdout is not None
-            for raw in process.stdout:
-                self._handle_line(raw.decode("utf-8", errors="replace"), output)
-            return process.wait(), output
+            code = process.wait()
+            pump.join()
+            return code, output
         finally:
-            if process.poll() is None:  # interrupted while reading (e.g. KeyboardInterrupt)
+            if process.poll() is None:  # interrupted while waiting (e.g. KeyboardInterrupt)
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
+            pump.join(timeout=TERMINATE_GRACE)
             with self._lock:
                 self._process = None
+
+    def _pump(self, stdout: IO[bytes], output: list[str]) -> None:
+        """Read dbt's stdout to the end, handling each line (runs on the ``dbt-output`` thread)."""
+        for raw in stdout:
+            try:
+                self._handle_line(raw.decode("utf-8", errors="replace"), output)
+            except Exception:  # a line we cannot handle must not stop the draining
+                self.logger.exception("could not handle a line of dbt's output")
 
     def _handle_line(self, line: str, output: list[str]) -> None:
         """One line of dbt's stdout: a JSON event (the normal case) or plain text (a crash)."""

@@ -83,9 +83,12 @@ def test_on_kill_cancels_the_running_query(
     try:
         _wait_for(lambda: bool(_sleeping_queries(postgres_server)), "pg_sleep ran on the server", process)
         process.send_signal(signal.SIGTERM)
-        _wait_for(
-            lambda: not _sleeping_queries(postgres_server), "the query was cancelled", process, alive=False
-        )
+        try:
+            cancelled = lambda: not _sleeping_queries(postgres_server)  # noqa: E731
+            _wait_for(cancelled, "the query was cancelled", process, alive=False)
+        except AssertionError as exc:  # say what the task logged while it was being stopped
+            output = process.communicate(timeout=WAIT)[0] if process.poll() is not None else "(still running)"
+            pytest.fail(f"{exc}\ntask output:\n{output[-6000:]}")
         output, _ = process.communicate(timeout=WAIT)
     finally:
         if process.poll() is None:
