@@ -225,7 +225,7 @@ class SubprocessDbtRunner:
 
     def _run(self, argv: list[str], env: Mapping[str, str]) -> tuple[int, list[str]]:
         """Start dbt in a new process group, log its lines as they come; return (exit code, output)."""
-        with self._lock:
+        with self._lock, _children_start_with_default_sigint(self.logger):
             self._terminated = False
             process = subprocess.Popen(
                 argv,
@@ -465,6 +465,33 @@ def _executable(path: str | os.PathLike[str]) -> Path:
 def _signal_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
+
+
+@contextlib.contextmanager
+def _children_start_with_default_sigint(logger: logging.Logger) -> Iterator[None]:
+    """Start child processes with SIGINT at its default disposition, even if this process ignores it.
+
+    A process started in the background by a non-interactive shell (``nohup airflow celery worker
+    &``, many init scripts) ignores SIGINT, and children inherit that. A Python started that way
+    never installs its KeyboardInterrupt handler, so dbt would ignore the SIGINT :meth:`terminate`
+    sends and leave its warehouse queries running. The disposition is restored as soon as the
+    child exists (``Popen`` returns after the child's exec). Only the main thread may change it.
+    """
+    if signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        logger.warning(
+            "This process ignores SIGINT and dbt is started outside the main thread, so dbt will "
+            "ignore it too: terminate() will kill dbt without cancelling its queries"
+        )
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """``on_kill`` cancels the warehouse query: a ``pg_sleep`` model on real PostgreSQL, killed mid-query.
 
 The task runs in its own process through Airflow's task runner (``dag.test()``), whose SIGTERM
-handler calls ``on_kill`` as it does on a worker. The proof is on the server: the ``pg_sleep``
-query is listed in ``pg_stat_activity`` while the task runs and gone soon after SIGTERM, long
-before its 300 seconds are up.
+handler calls ``on_kill`` as it does on a worker; that process starts with SIGINT ignored, as
+background-started workers do (in subprocess mode dbt must not inherit that). The proof is on
+the server: the ``pg_sleep`` query is listed in ``pg_stat_activity`` while the task runs and
+gone soon after SIGTERM, long before its 300 seconds are up.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def test_on_kill_cancels_the_running_query(
     }
     env = {**os.environ, "AIRFLOW_CONN_CANCEL_PG": json.dumps(connection)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH")]))
-    argv = [sys.executable, str(PROBE), str(project)]
+    # The task process starts with SIGINT ignored, as a worker started in the background by a
+    # non-interactive shell does (``nohup airflow celery worker &``): dbt must still cancel.
+    argv = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, str(PROBE), str(project)]
     if mode == "subprocess":
         argv.append(str(request.getfixturevalue("dbt_executable")))
     process = subprocess.Popen(
