@@ -18,7 +18,6 @@ import asyncio
 import json
 import logging
 import os
-import ssl
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
@@ -38,7 +37,7 @@ from airflow_dbt_provider.cloud._core import (
 from airflow_dbt_provider.cloud.client import _check_limit, _strings, run_web_url
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 from airflow_dbt_provider.cloud.models import Account, Run, RunStatus
-from airflow_dbt_provider.cloud.pool import ClientPool, PoolKey, SharedHttp, loop_pool, ssl_context
+from airflow_dbt_provider.cloud.pool import ClientPool, PoolKey, SharedHttp, loop_pool
 from airflow_dbt_provider.cloud.retry import is_retryable_status, parse_retry_after
 from airflow_dbt_provider.cloud.settings import (
     CA_BUNDLE_ENV_VARS,
@@ -49,14 +48,6 @@ from airflow_dbt_provider.cloud.settings import (
 from airflow_dbt_provider.cloud.wire import Proxy, WireError, WireResponse, WireTLSError
 
 log = logging.getLogger(__name__)
-
-
-def build_ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
-    """The SSL context for a resolved ``verify``: default trust store, a CA bundle, or off.
-
-    Blocking (reads the CA file) and cached per CA file: see :func:`pool.ssl_context`.
-    """
-    return ssl_context(verify)
 
 
 #: Environment variables :func:`resolve_transport` reads; a change in any of them resolves anew.

@@ -74,14 +74,18 @@ def _ca_file(verify: bool | str) -> str | None:
     return str(certifi.where())
 
 
-def ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
+def ssl_context(verify: bool | str) -> ssl.SSLContext:
     """A (cached) SSL context for a resolved ``verify``. Blocking: call it off the event loop.
 
     Cached by the CA file's path, size and modification time, so a rotated bundle is picked up by
-    the next client while a hundred clients of one bundle load it once.
+    the next client while a hundred clients of one bundle load it once. ``verify=False`` (the
+    user's choice) gives a context that checks neither the certificate nor the host name.
     """
     if verify is False:
-        return False
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
+        return insecure
     cafile = _ca_file(verify)
     if cafile is None:  # pragma: no cover - see _ca_file
         return ssl.create_default_context()
@@ -97,14 +101,6 @@ def ssl_context(verify: bool | str) -> ssl.SSLContext | bool:
         return context
 
 
-def _insecure_context() -> ssl.SSLContext:
-    """TLS without verification, for a connection whose ``verify`` is off (the user's choice)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 class SharedHttp:
     """The shared transport of one :class:`PoolKey`: up to ``MAX_LANES`` keep-alive connections.
 
@@ -114,7 +110,7 @@ class SharedHttp:
     as the event loop sees it (see :mod:`wire`), so no request is sent on a dead connection.
     """
 
-    def __init__(self, key: PoolKey, context: ssl.SSLContext | None) -> None:
+    def __init__(self, key: PoolKey, context: ssl.SSLContext) -> None:
         self._key = key
         self._context = context
         self._origin = Origin.parse(key.base_url)
@@ -165,13 +161,14 @@ class SharedHttp:
             return response
 
     def _take(self) -> Connection | None:
-        """The most recently used live lane; lanes idle past ``KEEPALIVE_EXPIRY_S`` are closed."""
+        """The most recently used live lane; closed ones and those idle past ``KEEPALIVE_EXPIRY_S``
+        (the oldest, at the bottom of the stack) are dropped on the way."""
         now = asyncio.get_running_loop().time()
         free = self._free
-        while free and (now - free[0].idle_since >= KEEPALIVE_EXPIRY_S or not free[0].reusable):
+        while free and now - free[0].idle_since >= KEEPALIVE_EXPIRY_S:
             free.pop(0).close()
-        while self._free:
-            lane = self._free.pop()
+        while free:
+            lane = free.pop()
             if lane.reusable:
                 return lane
             lane.close()
@@ -183,7 +180,6 @@ class SharedHttp:
             context=self._context,
             timeout=self._key.timeout,
             proxy=self._proxy,
-            proxy_context=self._context,
         )
 
     async def aclose(self) -> None:
@@ -195,8 +191,7 @@ class SharedHttp:
 
 async def _build(key: PoolKey) -> SharedHttp:
     """A new shared transport; its SSL context comes from a worker thread, never the event loop."""
-    context = await asyncio.to_thread(ssl_context, key.verify)
-    return SharedHttp(key, context if isinstance(context, ssl.SSLContext) else _insecure_context())
+    return SharedHttp(key, await asyncio.to_thread(ssl_context, key.verify))
 
 
 # --- the per-loop pool ------------------------------------------------------------------------

@@ -184,17 +184,16 @@ class Connection(asyncio.Protocol):
         context: ssl.SSLContext | None,
         timeout: float,
         proxy: Proxy | None = None,
-        proxy_context: ssl.SSLContext | None = None,
     ) -> Connection:
         """Connect (through ``proxy`` when given) and do the TLS handshake for ``https`` origins.
 
-        ``context`` is the SSL context for an ``https`` origin (ignored for ``http``);
-        ``proxy_context`` the one for an ``https://`` proxy itself.
+        ``context`` is the SSL context of every TLS hop: an ``https`` origin and an ``https://``
+        proxy (ignored for plain ``http``).
         """
         conn = cls()
         first_hop = proxy.origin if proxy is not None else origin
         try:
-            await asyncio.wait_for(conn._connect(origin, context, timeout, proxy, proxy_context), timeout)
+            await asyncio.wait_for(conn._connect(origin, context, timeout, proxy), timeout)
         except ssl.SSLError as exc:
             conn.close()
             if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):  # closed mid-handshake
@@ -221,11 +220,10 @@ class Connection(asyncio.Protocol):
         context: ssl.SSLContext | None,
         timeout: float,
         proxy: Proxy | None,
-        proxy_context: ssl.SSLContext | None,
     ) -> None:
         loop = asyncio.get_running_loop()
         hop = proxy.origin if proxy is not None else origin
-        hop_context = (proxy_context if proxy is not None else context) if hop.scheme == "https" else None
+        hop_context = context if hop.scheme == "https" else None
         await loop.create_connection(
             lambda: self,
             hop.host,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,8 @@ def test_ssl_contexts_are_cached_per_ca_file_and_rebuilt_when_it_changes(
     ca.write_bytes(ca.read_bytes() + b"\n")
     os.utime(ca, ns=(1, 1))
     assert ssl_context(str(ca)) is not first
-    assert ssl_context(False) is False
+    insecure = ssl_context(False)  # verify off: neither the certificate nor the host is checked
+    assert (insecure.verify_mode, insecure.check_hostname) == (ssl.CERT_NONE, False)
 
 
 @pytest.fixture

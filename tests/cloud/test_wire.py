@@ -104,8 +104,7 @@ async def test_chunked_and_gzip_bodies_are_decoded() -> None:
     chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await read_request(reader)
-        assert b"accept-encoding" not in head.lower() or b"gzip" in head.lower()
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")
         for chunk in chunks:
             writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
