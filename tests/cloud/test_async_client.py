@@ -57,6 +57,18 @@ async def test_cancel(emulator: DbtCloudEmulator) -> None:
         assert run.status is RunStatus.CANCELLED
 
 
+async def test_verify_off_reaches_a_server_whose_ca_is_not_trusted(
+    emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in CA_VARS:
+        monkeypatch.delenv(name, raising=False)
+    async with AsyncDbtCloudClient(settings_for(emulator, verify=True)) as trusting:
+        with pytest.raises(DbtCloudTLSError):  # the emulator's CA is not in the default store
+            await trusting.get_account()
+    async with AsyncDbtCloudClient(settings_for(emulator, verify=False)) as client:
+        assert (await client.get_account()).id == emulator.account_id
+
+
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
 async def test_trusts_the_emulator_ca_from_only_an_environment_variable(
     emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch, variable: str
