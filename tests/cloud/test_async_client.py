@@ -57,34 +57,32 @@ async def test_cancel(emulator: DbtCloudEmulator) -> None:
         assert run.status is RunStatus.CANCELLED
 
 
-async def test_verify_off_reaches_a_server_whose_ca_is_not_trusted(
-    emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_ca_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the default trust store, which does not hold the emulator's CA."""
     for name in CA_VARS:
         monkeypatch.delenv(name, raising=False)
-    async with AsyncDbtCloudClient(settings_for(emulator, verify=True)) as trusting:
-        with pytest.raises(DbtCloudTLSError):  # the emulator's CA is not in the default store
-            await trusting.get_account()
+
+
+@pytest.mark.usefixtures("no_ca_variables")
+async def test_verify_off_reaches_a_server_whose_ca_is_not_trusted(emulator: DbtCloudEmulator) -> None:
+    # With verify on, the same server is a TLS error: test_untrusted_certificate_is_a_tls_error.
     async with AsyncDbtCloudClient(settings_for(emulator, verify=False)) as client:
         assert (await client.get_account()).id == emulator.account_id
 
 
 @pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"])
+@pytest.mark.usefixtures("no_ca_variables")
 async def test_trusts_the_emulator_ca_from_only_an_environment_variable(
     emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
-    for name in CA_VARS:
-        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, str(emulator.ca_cert_path))
     async with AsyncDbtCloudClient(settings_for(emulator, verify=True)) as client:
         assert (await client.get_account()).id == emulator.account_id
 
 
-async def test_untrusted_certificate_is_a_tls_error(
-    emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in CA_VARS:
-        monkeypatch.delenv(name, raising=False)
+@pytest.mark.usefixtures("no_ca_variables")
+async def test_untrusted_certificate_is_a_tls_error(emulator: DbtCloudEmulator) -> None:
     async with AsyncDbtCloudClient(settings_for(emulator, verify=True)) as client:
         with pytest.raises(DbtCloudTLSError, match="not trusted"):
             await client.get_account()
