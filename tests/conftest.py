@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import process_guard
 from support.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +44,19 @@ def _isolate_airflow() -> None:
 
 
 _isolate_airflow()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM and SIGHUP (CI's time limit, a closed terminal) end the session like Ctrl-C does.
+
+    By default either signal kills pytest on the spot: no fixture teardown, no ``atexit``, and the
+    Airflow deployments and PostgreSQL servers the suite started (each in its own session) live
+    on. As a ``KeyboardInterrupt`` it makes pytest stop and tear its fixtures down. SIGINT keeps
+    pytest's own handling (a second Ctrl-C still cuts a slow teardown short).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach only the main thread; whoever runs pytest elsewhere handles them
+    process_guard.raise_on_signals((signal.SIGTERM, signal.SIGHUP))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -42,6 +42,7 @@ import httpx
 import psutil
 
 from support.airflow_api import AirflowApi
+from support.process_guard import record_started, signals_deferred
 
 #: The long-running components a deployment starts, in start order.
 COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -103,14 +104,16 @@ class Component:
         self._log.write(f"\n===== starting {self.name}: {' '.join(self.argv[1:])}\n".encode())
         self._log.flush()
         self._seen = set()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with signals_deferred():  # a termination signal must not lose the handle on a started process
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            record_started(self.name, self.proc.pid)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -122,6 +125,9 @@ class Component:
         found: list[psutil.Process] = []
         with contextlib.suppress(psutil.NoSuchProcess):
             found = psutil.Process(self.proc.pid).children(recursive=True)
+        for process in found:
+            if process.pid not in self._seen:
+                record_started(self.name, process.pid)
         self._seen.update(p.pid for p in found)
         return found
 

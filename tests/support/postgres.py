@@ -8,6 +8,7 @@ as the ``postgres`` system user.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import os
@@ -21,6 +22,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
+
+from support.process_guard import record_started, signals_deferred
 
 
 def find_bindir() -> Path:
@@ -100,7 +104,21 @@ class PostgresServer:
         self.port = self.port or free_port()
         log = open(self._root / "postgres.log", "wb")  # noqa: SIM115 - lives as long as the server
         self._chown(self._root / "postgres.log")
-        self._proc = subprocess.Popen(
+        with signals_deferred():  # a termination signal must not lose the handle on the server
+            self._proc = self._popen_server(bindir, sockdir, max_connections, log)
+            record_started("postgres", self._proc.pid)
+        atexit.register(self.stop)  # safety net: an interrupted run must not leave the server behind
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _popen_server(
+        self, bindir: Path, sockdir: Path, max_connections: int, log: IO[bytes]
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             self._as_postgres(
                 [
                     str(bindir / "postgres"),
@@ -126,8 +144,6 @@ class PostgresServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self._wait_ready(timeout)
-        return self
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
