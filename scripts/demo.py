@@ -11,6 +11,7 @@ asks it to stay up until Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,10 +19,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from support import process_guard  # noqa: E402
 from support.airflow_deployment import AirflowDeployment  # noqa: E402
 
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator  # noqa: E402
@@ -79,12 +82,22 @@ def _duckdb_tables(path: Path) -> list[tuple[str, int]]:
         return [(name, int(con.execute(f"select count(*) from {name}").fetchone()[0])) for name in names]  # type: ignore[index]
 
 
+def _record_emulator(emulator: DbtCloudEmulator) -> None:
+    port = urlsplit(emulator.base_url).port
+    assert port is not None
+    process_guard.record_service(f"dbt Cloud emulator (port {port})", lambda: process_guard.port_in_use(port))
+
+
 def main() -> int:
+    # SIGINT, SIGTERM and SIGHUP unwind the `with` blocks below, which stop what they started
+    # (SIGINT too when it was inherited as ignored, e.g. `make demo &` from a script).
+    process_guard.raise_on_signals()
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
     print(f"airflow-dbt-provider demo: everything lives in {DEMO.relative_to(REPO)}/")
     keep = os.environ.get("DEMO_KEEP_RUNNING") == "1"
     with DbtCloudEmulator(speed=5) as emulator:
+        _record_emulator(emulator)
         print(f"dbt Cloud emulator listening on {emulator.base_url} (account {emulator.account_id})")
         env = {
             "AIRFLOW_CONN_DBT_CLOUD_API_DEFAULT": _connection(emulator),
@@ -131,5 +144,17 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def _run() -> int:
+    """``main()``, then one line saying what was stopped, on every way out (signal, error, success)."""
+    try:
+        return main()
+    except process_guard.Terminated as exc:
+        return exc.exit_code
+    finally:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            ended = process_guard.terminated_by()
+            print(f"demo{f' (ended by {ended})' if ended else ''}: {process_guard.stop_report()}", flush=True)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())
