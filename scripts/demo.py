@@ -6,7 +6,9 @@ metadata DB, the DuckDB warehouse file, downloaded dbt Cloud artifacts. dbt Clou
 emulator, served over HTTPS on loopback from this process. The deployment is the one the
 end-to-end tests use (``tests/support/airflow_deployment.py``). When the DAGs are done it prints
 where to open the UI and stops everything, unless ``DEMO_KEEP_RUNNING=1`` (``make demo KEEP=1``)
-asks it to stay up until Ctrl-C.
+asks it to stay up until Ctrl-C. Whatever ends it - the end, an error, SIGINT, SIGTERM or SIGHUP
+(``kill``, a supervisor, a closed terminal) - it stops every process it started, and its last line
+says what it stopped.
 """
 
 from __future__ import annotations

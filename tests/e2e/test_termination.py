@@ -56,6 +56,7 @@ class Child:
     record: Path
     lines: list[str] = field(default_factory=list)
     snapshot: list[StartedProcess] = field(default_factory=list)
+    ended: float | None = None  # time.time() when it was seen to exit
     _new_line: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
@@ -156,37 +157,72 @@ class Snapshot:
         return cls(processes, ports)
 
 
-def leftovers(processes: list[StartedProcess], ports: set[int]) -> list[str]:
-    """What is still there: the processes themselves, anything in their groups or sessions, ports."""
-    left = [f"{p.name} pid {p.pid}" for p in processes if p.alive()]
+def leftover_processes(processes: list[StartedProcess], ended: float) -> list[psutil.Process]:
+    """Live processes among ``processes``, or in a group or session one of them had.
+
+    Only processes created before the child ``ended`` (a ``time.time()``) count: on this machine
+    pids wrap within minutes, and a stranger may have become leader of a group with a freed id.
+    """
+    left: dict[int, psutil.Process] = {}
+    for process in processes:
+        if process.alive():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                left[process.pid] = psutil.Process(process.pid)
     groups = {p.pgid for p in processes} | {p.sid for p in processes}
-    groups.discard(os.getsid(0))  # never our own session
-    groups.discard(os.getpgid(0))
-    for proc in psutil.process_iter(["pid", "name", "status"]):
+    groups -= {os.getsid(0), os.getpgid(0)}  # never the test's own session or group
+    for proc in psutil.process_iter(["status", "create_time"]):
         with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
-            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.info["create_time"] > ended:
                 continue
             if os.getpgid(proc.pid) in groups or os.getsid(proc.pid) in groups:
-                left.append(f"{proc.info['name']} pid {proc.pid} (in a group or session we started)")
-    left += [f"a listener on port {port}" for port in sorted(ports) if port_in_use(port)]
-    return sorted(set(left))
+                left[proc.pid] = proc
+    left.pop(os.getpid(), None)
+    return list(left.values())
 
 
-def wait_until_nothing_left(processes: list[StartedProcess], ports: set[int]) -> list[str]:
-    """Leftovers once they stop changing for the better: SIGKILLed orphans take a moment to go."""
+def held_ports(ports: set[int], ended: float) -> list[int]:
+    """Those of ``ports`` something created before the child ``ended`` still listens on."""
+
+    def stranger(pid: int | None) -> bool:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return pid is not None and psutil.Process(pid).create_time() > ended
+        return True  # gone by now
+
+    held = []
+    for port in sorted(ports):
+        if port_in_use(port):
+            listeners = [
+                c.pid
+                for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+            ]
+            if not listeners or not all(stranger(pid) for pid in listeners):
+                held.append(port)
+    return held
+
+
+def leftovers(processes: list[StartedProcess], ports: set[int], ended: float) -> list[str]:
+    """What is still there: the processes, anything in their groups or sessions, their ports."""
+    left = []
+    for proc in leftover_processes(processes, ended):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            left.append(f"pid {proc.pid}: {' '.join(proc.cmdline()) or proc.name()}")
+    return sorted(left) + [f"a listener on port {port}" for port in held_ports(ports, ended)]
+
+
+def wait_until_nothing_left(processes: list[StartedProcess], ports: set[int], ended: float) -> list[str]:
+    """What is still there once it had time to go: a SIGKILLed orphan takes a moment to vanish."""
     deadline = time.monotonic() + GONE_TIMEOUT
-    while (left := leftovers(processes, ports)) and time.monotonic() < deadline:
+    while (left := leftovers(processes, ports, ended)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
 
-def kill_everything(processes: list[StartedProcess]) -> None:
+def kill_everything(processes: list[StartedProcess], ended: float) -> None:
     """The test's own safety net: SIGKILL whatever a failing child left, so no test leaks it on."""
-    for process in processes:
-        for kill, target in ((os.killpg, process.pgid), (os.kill, process.pid)):
-            if process.alive() and target not in (os.getpgid(0), os.getpid()):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(target, signal.SIGKILL)
+    for proc in leftover_processes(processes, ended):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
 
 
 def end_and_check(child: Child, sig: signal.Signals) -> Snapshot:
@@ -198,9 +234,10 @@ def end_and_check(child: Child, sig: signal.Signals) -> Snapshot:
         child.proc.wait(timeout=EXIT_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the child did not exit within {EXIT_TIMEOUT:.0f}s of {sig.name}:\n{child.output()}")
+    child.ended = time.time()
     recorded = child.recorded()
     assert recorded, f"the child recorded no started process:\n{child.output()}"
-    left = wait_until_nothing_left(snapshot.processes + recorded, snapshot.ports)
+    left = wait_until_nothing_left(snapshot.processes + recorded, snapshot.ports, child.ended)
     assert not left, f"left behind after {sig.name}: {left}\n{child.output()}"
     return snapshot
 
@@ -214,7 +251,7 @@ def children() -> Iterator[list[Child]]:
         if child.proc.poll() is None:
             child.proc.kill()
             child.proc.wait(timeout=30)
-        kill_everything(child.snapshot + child.recorded())
+        kill_everything(child.snapshot + child.recorded(), child.ended or time.time())
 
 
 def demo_checkout(tmp_path: Path) -> Path:

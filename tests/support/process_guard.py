@@ -86,12 +86,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         os.kill(os.getpid(), signum)
         return
     if _state.received is not None:
-        print(
-            f"{signal.Signals(signum).name} received while stopping after "
-            f"{signal.Signals(_state.received).name}; still stopping what was started",
-            file=sys.stderr,
-            flush=True,
-        )
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone: never raise here
+            print(
+                f"{signal.Signals(signum).name} received while stopping after "
+                f"{signal.Signals(_state.received).name}; still stopping what was started",
+                file=sys.stderr,
+                flush=True,
+            )
         return
     _state.received = signum
     if _state.deferring:
