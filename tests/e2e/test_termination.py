@@ -1,13 +1,13 @@
 """Ending ``make demo`` or a pytest run with a signal leaves no process of theirs behind (issue 19).
 
-Each test starts the real thing in a child process - ``scripts/demo.py``, or pytest holding the
-e2e suite's shared deployment (``termination_probe.py``) - waits until the child reports its
-Airflow deployment up, ends it with one signal the way ``kill``, a CI time limit, a closed
-terminal or Ctrl-C would, and then checks from outside: no process the child started is alive
-(by pid and start time, from the child's own record and from a snapshot of its process tree),
-no process is left in any process group or session those processes had, and every port they
-listened on is free. SIGINT is sent to a child started with SIGINT ignored, as a background job
-of a non-interactive shell is.
+Each test starts the real thing in child processes - ``scripts/demo.py``, or pytest holding the
+e2e suite's shared deployment (``termination_probe.py``) - waits until a child has spawned every
+component (or reports its deployment up), ends it with one signal the way ``kill``, a CI time
+limit, a closed terminal or Ctrl-C would, and then checks from outside: no process the child
+started is alive (by pid and start time, from the child's own record and from a snapshot of its
+process tree), no process is left in any process group or session those processes had, and
+every port they listened on is free. SIGINT is sent to a child started with SIGINT ignored, as
+a background job of a non-interactive shell is.
 """
 
 from __future__ import annotations
