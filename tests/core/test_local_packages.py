@@ -8,78 +8,27 @@ Real dbt deps and real dbt run on DuckDB; the project stays read-only.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
-from support.dbt_projects import make_runner, set_read_only, tree_state
+from support.dbt_projects import (
+    PACKAGE_TEST_MODELS,
+    make_runner,
+    package_with_integration_tests,
+    set_read_only,
+    tree_state,
+    write_files,
+)
 
 from airflow_dbt_provider.core import DbtConfigurationError
 
 
-def _write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-
-
 @pytest.fixture(scope="module")
 def package_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A package with a macro and a model, and its integration-tests project (read-only).
-
-    The test project installs the package as ``local: ../`` and a helper package that lives
-    inside it as ``local: helper/``, the layout of dbt-project-evaluator's ``integration_tests``.
-    """
-    root = tmp_path_factory.mktemp("package") / "my_package"
-    _write(
-        root,
-        {
-            "dbt_project.yml": """
-                name: my_package
-                version: "1.0.0"
-                config-version: 2
-                model-paths: ["models"]
-                macro-paths: ["macros"]
-            """,
-            "macros/double.sql": "{% macro double(x) %}({{ x }} * 2){% endmacro %}\n",
-            "models/package_numbers.sql": "select 21 as n\n",
-            "integration_tests/dbt_project.yml": """
-                name: my_package_integration_tests
-                version: "1.0.0"
-                config-version: 2
-                profile: integration_tests
-                model-paths: ["models"]
-            """,
-            "integration_tests/packages.yml": """
-                packages:
-                  - local: ../
-                  - local: helper/
-            """,
-            "integration_tests/profiles.yml": """
-                integration_tests:
-                  target: dev
-                  outputs:
-                    dev:
-                      type: duckdb
-                      path: "{{ env_var('JAFFLE_SHOP_DUCKDB_PATH') }}"
-                      threads: 1
-            """,
-            "integration_tests/models/doubled.sql": (
-                "select {{ my_package.double('n') }} as n, {{ helper.answer() }} as answer\n"
-                "from {{ ref('my_package', 'package_numbers') }}\n"
-            ),
-            "integration_tests/helper/dbt_project.yml": """
-                name: helper
-                version: "1.0.0"
-                config-version: 2
-                macro-paths: ["macros"]
-            """,
-            "integration_tests/helper/macros/answer.sql": "{% macro answer() %}42{% endmacro %}\n",
-        },
-    )
+    """A package with its integration-tests project (read-only); see ``package_with_integration_tests``."""
+    root = package_with_integration_tests(tmp_path_factory.mktemp("package"))
     set_read_only(root)
     before = tree_state(root)
     yield root
@@ -93,17 +42,14 @@ def test_local_parent_package_installs_and_runs(package_root: Path, tmp_path: Pa
     runner = make_runner(package_root / "integration_tests", warehouse, tmp_path / "cache")
     result = runner.invoke(["run"])
     assert result.success, result.error_messages
-    assert {node.unique_id for node in result.nodes} == {
-        "model.my_package.package_numbers",
-        "model.my_package_integration_tests.doubled",
-    }
+    assert {node.unique_id for node in result.nodes} == PACKAGE_TEST_MODELS
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select n, answer from main.doubled").fetchone() == (42, 42)
 
 
 def test_a_local_path_that_leads_nowhere_names_the_entry_and_the_real_path(tmp_path: Path) -> None:
     project = tmp_path / "checkout" / "integration_tests"
-    _write(
+    write_files(
         project,
         {
             "dbt_project.yml": "name: t\nversion: '1.0.0'\nconfig-version: 2\nprofile: t\n",
