@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.dbt_projects import BUILD_NODES, copy_project, recording
+from support.dbt_projects import (
+    BUILD_NODES,
+    PACKAGE_TEST_MODELS,
+    copy_project,
+    package_with_integration_tests,
+    recording,
+)
 
 from airflow_dbt_provider.core import DbtConfigurationError, DbtInvocationError, DbtResult
 from airflow_dbt_provider.core.subprocess_runner import (
@@ -114,6 +120,27 @@ def test_failed_node_and_skipped_children_from_run_results(built: Built) -> None
         "model.jaffle_shop.orders": "skipped",
         "model.jaffle_shop.customers": "skipped",
     }
+
+
+def test_a_package_test_project_and_an_empty_selection(
+    tmp_path: Path, dbt_executable: Path, cache_dir: Path
+) -> None:
+    """As in process: ``local: ../`` installs (issue 14), an empty selection is flagged with one warning."""
+    package = package_with_integration_tests(tmp_path)
+    warehouse = tmp_path / "package.duckdb"
+    runner = _runner(dbt_executable, package / "integration_tests", warehouse, cache_dir)
+    with recording(logging.getLogger("tests.dbt.production")) as log:
+        ran = runner.invoke(["run"])
+        assert ran.success, ran.error_messages
+        assert {n.unique_id for n in ran.nodes} == PACKAGE_TEST_MODELS
+        assert not ran.empty_selection
+        log.clear()
+        empty = runner.invoke(["build"], select=["no_such_model"])
+    assert empty.success
+    assert empty.empty_selection
+    assert [line for line in log.lines if "selection matched no nodes" in line] == [
+        "dbt build: the selection matched no nodes; nothing ran"
+    ]
 
 
 def test_unhandled_dbt_error_raises_with_dbts_message(
