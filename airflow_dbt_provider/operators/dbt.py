@@ -454,12 +454,13 @@ def _profile_connection(conn_id: str) -> Any:
     try:
         return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException as exc:
+        example = '{"conn_type": "postgres", "host": "...", "login": "...", "schema": "..."}'
         raise DbtConfigurationError(
             f"profile_conn_id={conn_id!r}: Airflow has no connection {conn_id!r}, which this task builds "
-            f"its dbt profile from. Define it, e.g. with the environment variable "
-            f'AIRFLOW_CONN_{conn_id.upper()}=\'{{"conn_type": "postgres", "host": ...}}\' on the '
-            f"workers, with `airflow connections add {conn_id} --conn-type ...`, or in the UI (Admin > "
-            f"Connections); or pass profiles_dir instead of profile_conn_id"
+            f"its dbt profile from. Define it on the workers, e.g. as the environment variable "
+            f"AIRFLOW_CONN_{conn_id.upper()}='{example}', with `airflow connections add {conn_id} "
+            f"--conn-type postgres --conn-host ...`, or in the UI (Admin > Connections); docs/profiles.md "
+            f"lists the fields each warehouse needs. Or pass profiles_dir instead of profile_conn_id"
         ) from exc
 
 
