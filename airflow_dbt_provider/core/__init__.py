@@ -7,6 +7,7 @@ from airflow_dbt_provider.core.errors import (
     DbtCommandFailedError,
     DbtConfigurationError,
     DbtCoreError,
+    DbtEmptySelectionError,
     DbtInvocationError,
 )
 from airflow_dbt_provider.core.results import DbtResult, NodeResult, map_runner_result
@@ -16,6 +17,7 @@ __all__ = [
     "DbtCommandFailedError",
     "DbtConfigurationError",
     "DbtCoreError",
+    "DbtEmptySelectionError",
     "DbtInvocationError",
     "DbtResult",
     "DbtRunner",

@@ -6,8 +6,8 @@ operators let them propagate, which fails the task with the message written here
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_dbt_provider.core.results import DbtResult
@@ -71,6 +71,26 @@ class DbtCommandFailedError(DbtCoreError):
         if len(failed) > cls.MAX_LISTED:
             lines.append(f"  ... and {len(failed) - cls.MAX_LISTED} more (see run_results.json)")
         return "\n".join(lines)
+
+
+class DbtEmptySelectionError(DbtCoreError):
+    """The selection matched no node, so nothing ran, and the caller asked for that to fail.
+
+    dbt itself succeeds on an empty selection; ``fail_on_empty_selection=True`` turns it into
+    this error, which names the selection as the caller gave it.
+    """
+
+    def __init__(self, command: str, selection: Mapping[str, Any]) -> None:
+        self.command = command
+        self.selection = dict(selection)
+        given = ", ".join(f"{name}={value!r}" for name, value in self.selection.items())
+        chosen = f"the selection ({given})" if given else "the project (no select, exclude or selector)"
+        super().__init__(
+            f"dbt {command}: {chosen} matched no nodes, so nothing ran, and "
+            f"fail_on_empty_selection=True makes that a failure. Check select, exclude and selector "
+            f"against the project (DbtLsOperator with the same arguments lists what they match), or "
+            f"set fail_on_empty_selection=False to let an empty selection succeed"
+        )
 
 
 def _truncate(text: str, limit: int) -> str:

@@ -24,6 +24,10 @@ _LEVELS = {
 }
 #: Events that repeat what another line already said, or are only noise in a task log.
 _SKIPPED_EVENTS = frozenset({"MainReportArgs", "ResourceReport", "CommandCompleted", "ParsePerfInfoPath"})
+#: dbt's banner, repeated by every invocation: a runner's parse, then its command, would say it twice.
+_ONCE_PER_LOGGER = frozenset({"MainReportVersion", "AdapterRegistered"})
+#: The event a node-running command fires when its selection matched no node.
+NOTHING_TO_DO = "NothingToDo"
 REDACTED = "***"
 
 
@@ -38,6 +42,9 @@ class DbtEventLogger:
         self.logger = logger
         self._secrets = sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True)
         self.errors: list[str] = []
+        #: Whether dbt said its selection matched no node (``NothingToDo``) in this invocation.
+        self.nothing_to_do = False
+        self._banner: set[str] = set()
 
     def __call__(self, event: Any) -> None:
         """Handle one ``EventMsg``; never raises, since an exception here would abort dbt."""
@@ -48,8 +55,14 @@ class DbtEventLogger:
 
     def _handle(self, event: Any) -> None:
         info = event.info
+        if info.name == NOTHING_TO_DO:
+            self.nothing_to_do = True
         if info.name in _SKIPPED_EVENTS:
             return
+        if info.name in _ONCE_PER_LOGGER:
+            if info.msg in self._banner:
+                return
+            self._banner.add(info.msg)
         level = _LEVELS.get(info.level, logging.INFO)
         if not self.logger.isEnabledFor(level):
             return
@@ -70,5 +83,6 @@ class DbtEventLogger:
         return text
 
     def reset(self) -> None:
-        """Forget the errors of a previous invocation."""
+        """Forget what a previous invocation reported."""
         self.errors.clear()
+        self.nothing_to_do = False

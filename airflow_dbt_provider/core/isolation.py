@@ -64,6 +64,20 @@ def release_adapters() -> None:
             duckdb_env.close()
 
 
+def forget_deprecations() -> None:
+    """Start an invocation with no deprecations counted, as a dbt CLI process does.
+
+    dbt counts the deprecations it met in a process-wide table and ends *every* invocation with
+    a summary of the whole table, so in a long-lived process the summary of one parse would be
+    repeated after each later invocation (the run that reuses the parse's manifest, the next
+    task of ``airflow dags test``), and a deprecation met before would not be shown again.
+    """
+    module = sys.modules.get("dbt.deprecations")
+    reset = getattr(module, "reset_deprecations", None) if module else None
+    if reset is not None:
+        reset()
+
+
 def import_dbt() -> None:
     """Import dbt's programmatic API on a helper thread, the first time.
 

@@ -63,7 +63,8 @@ class DbtResult:
     ``Manifest`` for ``parse``, the resource names for ``ls``, ``True``/``False`` for
     ``debug``); it is left out of ``repr`` because it can be large. ``captured`` holds the bytes
     of the artifact files the caller asked for (``run_results.json``), read before the
-    invocation's temporary directory was removed.
+    invocation's temporary directory was removed. ``empty_selection`` is set when a command that
+    runs selected nodes (``run``, ``build``, ...) selected none, so nothing ran.
     """
 
     command: str
@@ -74,6 +75,7 @@ class DbtResult:
     error_messages: tuple[str, ...] = ()
     output: Any = field(default=None, repr=False, compare=False)
     captured: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    empty_selection: bool = False
 
     @property
     def failed_nodes(self) -> tuple[NodeResult, ...]:

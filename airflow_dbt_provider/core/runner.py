@@ -42,6 +42,7 @@ from airflow_dbt_provider.core.events import DbtEventLogger
 from airflow_dbt_provider.core.isolation import (
     INVOCATION_LOCK,
     collect_garbage,
+    forget_deprecations,
     import_dbt,
     process_state,
     release_adapters,
@@ -49,24 +50,16 @@ from airflow_dbt_provider.core.isolation import (
 from airflow_dbt_provider.core.parse_cache import PARTIAL_PARSE_FILE, ParseCache, cache_key
 from airflow_dbt_provider.core.results import DbtResult, map_runner_result
 
-#: Commands that accept a pre-parsed ``Manifest`` (dbt's ``requires.manifest``/``setup_manifest``).
-MANIFEST_COMMANDS = frozenset(
-    {
-        "build",
-        "clone",
-        "compile",
-        "docs generate",
-        "list",
-        "ls",
-        "run",
-        "run-operation",
-        "seed",
-        "show",
-        "snapshot",
-        "source freshness",
-        "test",
-    }
+#: Commands that run (or compile, or check) the nodes a selection picks: an empty selection
+#: makes them succeed having done nothing (see :func:`flag_empty_selection`).
+RUNS_SELECTED_NODES = frozenset(
+    {"build", "clone", "compile", "docs generate", "run", "seed", "snapshot", "source freshness", "test"}
 )
+#: Commands that accept ``--select``/``--exclude``/``--selector``: those, and the ones that only
+#: list or preview what a selection picks.
+SELECTING_COMMANDS = RUNS_SELECTED_NODES | {"list", "ls", "show"}
+#: Commands that accept a pre-parsed ``Manifest`` (dbt's ``requires.manifest``/``setup_manifest``).
+MANIFEST_COMMANDS = SELECTING_COMMANDS | {"run-operation"}
 #: Commands that read ``profiles.yml`` (``deps``/``clean`` do not; ``debug`` does).
 _GROUP_COMMANDS = frozenset({"docs", "source"})
 #: Options the runner owns; passing them in ``args`` would break isolation or the parse cache.
@@ -248,6 +241,7 @@ class DbtRunner:
             error_messages=self.events.errors,
             redact=self.events.clean,
         )
+        result = flag_empty_selection(result, self.events, self.logger)
         captured = {
             name: (invocation.target_path / name).read_bytes()
             for name in capture
@@ -262,6 +256,7 @@ class DbtRunner:
         # --profiles-dir goes on the command line, not in the keyword overrides: click validates
         # the option's default (``~/.dbt`` must exist) before dbt applies keyword overrides.
         argv = [*argv, "--profiles-dir", str(self.profiles_dir)]
+        forget_deprecations()  # each invocation summarises only its own deprecations, once
         try:
             return dbtRunner(manifest=manifest, callbacks=[self.events]).invoke(argv, **params)
         finally:
@@ -461,6 +456,19 @@ _SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL|PRIVATE|
 def _secret_env_values(env: Mapping[str, str]) -> list[str]:
     """Values of env vars whose names say they hold a secret (dbt's ``DBT_ENV_SECRET_*`` among them)."""
     return [value for key, value in env.items() if _SECRET_NAME.search(key)]
+
+
+def flag_empty_selection(result: DbtResult, events: DbtEventLogger, logger: logging.Logger) -> DbtResult:
+    """Mark (and warn once about) a command of :data:`RUNS_SELECTED_NODES` that selected nothing.
+
+    dbt treats a selection matching no node as success with nothing done, which on a schedule
+    is easy to miss (a renamed model, a typo in ``select``). dbt's ``NothingToDo`` event is the
+    one signal every such command gives, ``docs generate`` included (it has no node results).
+    """
+    if result.command not in RUNS_SELECTED_NODES or not events.nothing_to_do:
+        return result
+    logger.warning("dbt %s: the selection matched no nodes; nothing ran", result.command)
+    return dataclasses.replace(result, empty_selection=True)
 
 
 def command_name(argv: Sequence[str]) -> str:

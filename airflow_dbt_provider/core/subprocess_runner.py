@@ -46,6 +46,7 @@ from airflow_dbt_provider.core.runner import (
     _profiles_dir,
     _secret_env_values,
     command_name,
+    flag_empty_selection,
 )
 
 #: dbt's exit codes (``dbt.cli.exceptions``): 0 success, 1 handled failure, 2 unhandled error.
@@ -306,7 +307,7 @@ class SubprocessDbtRunner:
             # dbt's "unhandled" exit (2), or killed by a signal: the in-process runner's exception case.
             detail = "; ".join(self.events.errors[-5:]) or f"dbt exited with code {returncode}"
             raise DbtInvocationError(command, DbtSubprocessError(detail), redact=self.events.clean)
-        return DbtResult(
+        result = DbtResult(
             command=command,
             success=returncode == EXIT_SUCCESS,
             nodes=nodes,
@@ -315,6 +316,7 @@ class SubprocessDbtRunner:
             error_messages=tuple(self.events.errors),
             output=_command_output(command, returncode, output),
         )
+        return flag_empty_selection(result, self.events, self.logger)
 
     def _project_for_run(self, command: str) -> Path:
         """The user's project, or a cached mirror with its packages installed by this dbt."""

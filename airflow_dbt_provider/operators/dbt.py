@@ -29,6 +29,7 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 
 from airflow_dbt_provider.core import DbtCommandFailedError, DbtConfigurationError, DbtResult, DbtRunner
 from airflow_dbt_provider.core.cancel import cancel_open_queries, interrupt_invocation
+from airflow_dbt_provider.core.errors import DbtEmptySelectionError
 from airflow_dbt_provider.core.retry_state import (
     RETRYABLE_COMMANDS,
     STATE_KEY,
@@ -36,6 +37,7 @@ from airflow_dbt_provider.core.retry_state import (
     usable,
     write_run_results,
 )
+from airflow_dbt_provider.core.runner import RUNS_SELECTED_NODES, SELECTING_COMMANDS
 from airflow_dbt_provider.core.subprocess_runner import SubprocessDbtRunner
 from airflow_dbt_provider.lineage import openlineage_enabled
 
@@ -49,22 +51,6 @@ PUSHABLE_ARTIFACTS = ("run_results.json", "manifest.json", "catalog.json", "sour
 #: Above this size (bytes of JSON) an artifact goes to XCom gzip-compressed and base64-encoded.
 XCOM_COMPRESS_ABOVE = 64 * 1024
 
-_SELECTING = frozenset(
-    {
-        "build",
-        "clone",
-        "compile",
-        "docs generate",
-        "list",
-        "ls",
-        "run",
-        "seed",
-        "show",
-        "snapshot",
-        "source freshness",
-        "test",
-    }
-)
 _FULL_REFRESH = frozenset({"build", "clone", "compile", "retry", "run", "seed", "show"})
 _NO_THREADS = frozenset({"clean", "debug", "deps", "list", "ls"})
 
@@ -72,7 +58,7 @@ _NO_THREADS = frozenset({"clean", "debug", "deps", "list", "ls"})
 def _supports(command: str) -> frozenset[str]:
     """Which common operator arguments dbt's ``command`` accepts."""
     supported = {"vars", "fail_fast"}
-    if command in _SELECTING:
+    if command in SELECTING_COMMANDS:
         supported |= {"select", "exclude", "selector"}
     if command in _FULL_REFRESH:
         supported.add("full_refresh")
@@ -117,6 +103,10 @@ class DbtOperator(BaseOperator):
         state store (Airflow >= 3.3), which every worker reaches.
     :param asset_alias: emit one Asset event per model, seed and snapshot built, through an
         ``AssetAlias`` of this name (added to the task's outlets).
+    :param fail_on_empty_selection: fail the task when the selection matches no node (dbt itself
+        succeeds having done nothing, and the task logs a warning); for the commands that run
+        selected nodes (build, run, test, seed, snapshot, compile, clone, docs generate, source
+        freshness).
     """
 
     template_fields: Sequence[str] = (
@@ -163,6 +153,7 @@ class DbtOperator(BaseOperator):
         dbt_executable: str | os.PathLike[str] | None = None,
         retry_from_failure: bool = False,
         asset_alias: str | None = None,
+        fail_on_empty_selection: bool = False,
         **kwargs: Any,
     ) -> None:
         if asset_alias:
@@ -193,6 +184,7 @@ class DbtOperator(BaseOperator):
         self.dbt_executable = str(dbt_executable) if dbt_executable is not None else None
         self.retry_from_failure = retry_from_failure
         self.asset_alias = asset_alias
+        self.fail_on_empty_selection = fail_on_empty_selection
         self._runner: DbtRunner | SubprocessDbtRunner | None = None
         self._lineage_artifacts: dict[str, bytes] = {}
         self._check_arguments()
@@ -214,6 +206,11 @@ class DbtOperator(BaseOperator):
             raise ValueError(
                 f"retry_from_failure=True needs a command dbt retry can repeat "
                 f"({', '.join(sorted(RETRYABLE_COMMANDS))}), not dbt {command}"
+            )
+        if self.fail_on_empty_selection and command not in RUNS_SELECTED_NODES:
+            raise ValueError(
+                f"fail_on_empty_selection=True needs a command that runs selected nodes "
+                f"({', '.join(sorted(RUNS_SELECTED_NODES))}), not dbt {command}"
             )
         supported = _supports(command)
         given = {
@@ -384,9 +381,7 @@ class DbtOperator(BaseOperator):
         """The warehouse's host and port when the profile came from a connection (never credentials)."""
         if not self.profile_conn_id:
             return None, None
-        from airflow.sdk import BaseHook
-
-        connection = BaseHook.get_connection(self.profile_conn_id)
+        connection = _profile_connection(self.profile_conn_id)
         return connection.host or None, connection.port or None
 
     def dbt_args(self) -> list[str]:
@@ -417,7 +412,17 @@ class DbtOperator(BaseOperator):
         if not result.success:
             ti.xcom_push(key="dbt_summary", value=summary)
             raise DbtCommandFailedError(result)
+        if result.empty_selection and self.fail_on_empty_selection:
+            raise DbtEmptySelectionError(result.command, self._selection_arguments())
         return summary
+
+    def _selection_arguments(self) -> dict[str, Any]:
+        """The arguments that chose the nodes, as the user passed them (for error messages)."""
+        given = {"select": self.select, "exclude": self.exclude, "selector": self.selector}
+        given = {name: value for name, value in given.items() if value is not None}
+        if len(self._words()) > len(self._command_name().split()):
+            given["command"] = self.command  # may hold --select/--exclude of its own
+        return given
 
     @contextmanager
     def _profile(self) -> Iterator[tuple[str | None, str | None, dict[str, str]]]:
@@ -425,11 +430,9 @@ class DbtOperator(BaseOperator):
         if not self.profile_conn_id:
             yield self.profiles_dir, self.target, {}
             return
-        from airflow.sdk import BaseHook
-
         from airflow_dbt_provider.profiles import target_from_connection, write_profiles_dir
 
-        connection = BaseHook.get_connection(self.profile_conn_id)
+        connection = _profile_connection(self.profile_conn_id)
         dbt_target = target_from_connection(
             connection,
             profile_name=_project_profile_name(Path(self.project_dir)),
@@ -441,6 +444,24 @@ class DbtOperator(BaseOperator):
             yield str(private), dbt_target.target_name, dict(dbt_target.env)
         finally:
             shutil.rmtree(private, ignore_errors=True)
+
+
+def _profile_connection(conn_id: str) -> Any:
+    """The ``profile_conn_id`` connection; a missing one is reported as this argument's problem."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        example = '{"conn_type": "postgres", "host": "...", "login": "...", "schema": "..."}'
+        raise DbtConfigurationError(
+            f"profile_conn_id={conn_id!r}: Airflow has no connection {conn_id!r}, which this task builds "
+            f"its dbt profile from. Define it on the workers, e.g. as the environment variable "
+            f"AIRFLOW_CONN_{conn_id.upper()}='{example}', with `airflow connections add {conn_id} "
+            f"--conn-type postgres --conn-host ...`, or in the UI (Admin > Connections); docs/profiles.md "
+            f"lists the fields each warehouse needs. Or pass profiles_dir instead of profile_conn_id"
+        ) from exc
 
 
 def _project_profile_name(project_dir: Path) -> str:

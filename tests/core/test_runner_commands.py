@@ -20,6 +20,7 @@ import pytest
 from support.dbt_projects import BUILD_NODES, MODEL_NODES, SEED_NODES, make_runner, recording
 
 from airflow_dbt_provider.core import DbtResult, DbtRunner
+from airflow_dbt_provider.core.runner import RUNS_SELECTED_NODES
 
 
 @dataclass
@@ -173,3 +174,30 @@ def test_manifest_is_parsed_once_and_reused(built: Built) -> None:
     assert runner._manifest is manifest
     assert len(runner.invoke(["run"], select="staging").nodes) == MODEL_NODES - 2
     assert runner._manifest is manifest
+
+
+def test_an_empty_selection_is_flagged_with_one_warning_by_each_command_that_runs_nodes(
+    built: Built, tmp_path: Path
+) -> None:
+    """dbt succeeds having done nothing; the result says so and the log says it once."""
+    compiled = built.runner.invoke(["compile"], select=["stg_orders"], capture=["manifest.json"])
+    assert compiled.success
+    assert not compiled.empty_selection
+    (tmp_path / "manifest.json").write_bytes(compiled.captured["manifest.json"])  # clone's --state
+    with recording(logging.getLogger("tests.dbt")) as log:
+        for command in sorted(RUNS_SELECTED_NODES):
+            log.clear()
+            args = [*command.split(), *(["--state", str(tmp_path)] if command == "clone" else [])]
+            result = built.runner.invoke(args, select=["no_such_model"])
+            assert result.success, (command, result.error_messages)
+            assert result.empty_selection, command
+            assert result.counts == {}
+            warnings = [r for r in log.records if "selection matched no nodes" in r.getMessage()]
+            assert [(r.levelname, r.getMessage()) for r in warnings] == [
+                ("WARNING", f"dbt {command}: the selection matched no nodes; nothing ran")
+            ]
+        log.clear()
+        listed = built.runner.invoke(["ls"], select=["no_such_model"])  # ls only lists: not flagged
+    assert listed.success
+    assert not listed.empty_selection
+    assert not [line for line in log.lines if "selection matched no nodes" in line]

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.dbt_projects import BUILD_NODES, copy_project, recording
+from support.dbt_projects import (
+    BUILD_NODES,
+    copy_project,
+    package_with_integration_tests,
+    recording,
+)
 
 from airflow_dbt_provider.core import DbtConfigurationError, DbtInvocationError, DbtResult
 from airflow_dbt_provider.core.subprocess_runner import (
@@ -114,6 +119,27 @@ def test_failed_node_and_skipped_children_from_run_results(built: Built) -> None
         "model.jaffle_shop.orders": "skipped",
         "model.jaffle_shop.customers": "skipped",
     }
+
+
+def test_a_package_test_project_and_an_empty_selection(
+    tmp_path: Path, dbt_executable: Path, cache_dir: Path
+) -> None:
+    """As in process: ``local: ../`` installs (issue 14), and an empty selection is flagged, warned once.
+
+    One invocation proves both: ``dbt deps`` in the mirror fails unless ``local: ../`` leads to
+    the package, and parsing the test project needs the package's macro.
+    """
+    package = package_with_integration_tests(tmp_path)
+    runner = _runner(dbt_executable, package / "integration_tests", tmp_path / "package.duckdb", cache_dir)
+    with recording(logging.getLogger("tests.dbt.production")) as log:
+        empty = runner.invoke(["build"], select=["no_such_model"])
+    assert empty.success, empty.error_messages
+    assert any("Installed from <local @ ../>" in line for line in log.lines), log.lines
+    assert empty.empty_selection
+    assert empty.nodes == ()
+    assert [line for line in log.lines if "selection matched no nodes" in line] == [
+        "dbt build: the selection matched no nodes; nothing ran"
+    ]
 
 
 def test_unhandled_dbt_error_raises_with_dbts_message(

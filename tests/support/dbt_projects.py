@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import stat
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,76 @@ def copy_project(destination: Path) -> Path:
     for name in (PROJECT_NAME, "jaffle_utils"):
         shutil.copytree(EXAMPLES / name, destination / name, ignore=ignore)
     return destination / PROJECT_NAME
+
+
+def write_files(root: Path, files: dict[str, str]) -> None:
+    """Write ``{relative path: text}`` under ``root`` (text dedented), creating directories."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+
+#: The models ``package_with_integration_tests`` builds, by unique id.
+PACKAGE_TEST_MODELS = {"model.my_package.package_numbers", "model.my_package_integration_tests.doubled"}
+
+
+def package_with_integration_tests(destination: Path) -> Path:
+    """A dbt package (a macro, a model) and, inside it, the project that tests it; returns the package.
+
+    ``integration_tests/packages.yml`` installs the package as ``local: ../`` and a helper
+    package that lives inside the test project as ``local: helper/``: the layout of
+    dbt-labs/dbt-project-evaluator's ``integration_tests``. Its model ``doubled`` uses both and
+    holds ``(42, 42)`` once run; the profile reads the DuckDB path from ``JAFFLE_SHOP_DUCKDB_PATH``.
+    """
+    root = destination / "my_package"
+    write_files(
+        root,
+        {
+            "dbt_project.yml": """
+                name: my_package
+                version: "1.0.0"
+                config-version: 2
+                model-paths: ["models"]
+                macro-paths: ["macros"]
+            """,
+            "macros/double.sql": "{% macro double(x) %}({{ x }} * 2){% endmacro %}\n",
+            "models/package_numbers.sql": "select 21 as n\n",
+            "integration_tests/dbt_project.yml": """
+                name: my_package_integration_tests
+                version: "1.0.0"
+                config-version: 2
+                profile: integration_tests
+                model-paths: ["models"]
+            """,
+            "integration_tests/packages.yml": """
+                packages:
+                  - local: ../
+                  - local: helper/
+            """,
+            "integration_tests/profiles.yml": """
+                integration_tests:
+                  target: dev
+                  outputs:
+                    dev:
+                      type: duckdb
+                      path: "{{ env_var('JAFFLE_SHOP_DUCKDB_PATH') }}"
+                      threads: 1
+            """,
+            "integration_tests/models/doubled.sql": (
+                "select {{ my_package.double('n') }} as n, {{ helper.answer() }} as answer\n"
+                "from {{ ref('my_package', 'package_numbers') }}\n"
+            ),
+            "integration_tests/helper/dbt_project.yml": """
+                name: helper
+                version: "1.0.0"
+                config-version: 2
+                macro-paths: ["macros"]
+            """,
+            "integration_tests/helper/macros/answer.sql": "{% macro answer() %}42{% endmacro %}\n",
+        },
+    )
+    return root
 
 
 def set_read_only(root: Path, read_only: bool = True) -> None:
