@@ -11,7 +11,7 @@ import copy
 import logging
 import os
 import ssl
-import tempfile
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -394,7 +394,13 @@ def _check_limit(limit: int | None) -> None:
 
 @contextmanager
 def _atomic_file(target: Path) -> Iterator[Any]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    """A temporary file beside ``target``, renamed onto it once written.
+
+    Created with mode 0666 minus the umask, like any file the worker writes (``mkstemp`` would make
+    it 0600, so the artifact would be unreadable to the rest of the pipeline).
+    """
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
