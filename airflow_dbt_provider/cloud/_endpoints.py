@@ -48,7 +48,13 @@ def list_accounts() -> ApiCall:
 def list_projects(settings: ClientSettings, name: str | None) -> ApiCall:
     account, where = _in_account(settings)
     params = {"name__icontains": name} if name else {}
-    return ApiCall("GET", v3(account, "projects/"), f"projects in {where}", params)
+    return ApiCall("GET", v3(account, "projects/"), f"projects in {where}", params, missing=where)
+
+
+def get_project(settings: ClientSettings, project_id: int) -> ApiCall:
+    account, where = _in_account(settings)
+    project = _positive("project_id", project_id)
+    return ApiCall("GET", v3(account, f"projects/{project}/"), f"project {project} in {where}")
 
 
 def list_environments(settings: ClientSettings, project_id: int, name: str | None) -> ApiCall:
@@ -60,6 +66,18 @@ def list_environments(settings: ClientSettings, project_id: int, name: str | Non
         v3(account, f"projects/{project}/environments/"),
         f"environments of project {project} in {where}",
         params,
+        missing=f"project {project} in {where}",
+    )
+
+
+def get_environment(settings: ClientSettings, project_id: int, environment_id: int) -> ApiCall:
+    account, where = _in_account(settings)
+    project = _positive("project_id", project_id)
+    environment = _positive("environment_id", environment_id)
+    return ApiCall(
+        "GET",
+        v3(account, f"projects/{project}/environments/{environment}/"),
+        f"environment {environment} of project {project} in {where}",
     )
 
 
@@ -77,7 +95,7 @@ def list_jobs(
         params["environment_id"] = _positive("environment_id", environment_id)
     if name_contains:
         params["name__icontains"] = name_contains
-    return ApiCall("GET", v2(account, "jobs/"), f"jobs in {where}", params)
+    return ApiCall("GET", v2(account, "jobs/"), f"jobs in {where}", params, missing=where)
 
 
 def get_job(settings: ClientSettings, job_id: int) -> ApiCall:
@@ -90,7 +108,12 @@ def create_job(settings: ClientSettings, definition: dict[str, Any]) -> ApiCall:
     account, where = _in_account(settings)
     name = definition.get("name")
     return ApiCall(
-        "POST", v2(account, "jobs/"), f"new job {name!r} in {where}", body=definition, idempotent=False
+        "POST",
+        v2(account, "jobs/"),
+        f"new job {name!r} in {where}",
+        body=definition,
+        idempotent=False,
+        missing=where,
     )
 
 
@@ -109,6 +132,7 @@ def trigger_run(settings: ClientSettings, job_id: int, options: TriggerRunOption
         f"a run of job {job} in {where}",
         body=options.to_api(),
         idempotent=False,
+        missing=f"job {job} in {where}",
     )
 
 
@@ -121,6 +145,7 @@ def rerun_job(settings: ClientSettings, job_id: int) -> ApiCall:
         f"a rerun of job {job} in {where}",
         body={},
         idempotent=False,
+        missing=f"job {job} in {where}",
     )
 
 
@@ -133,6 +158,7 @@ def retry_run(settings: ClientSettings, run_id: int) -> ApiCall:
         f"a retry of run {run} in {where}",
         body={},
         idempotent=False,
+        missing=f"run {run} in {where}",
     )
 
 
@@ -161,7 +187,7 @@ def list_runs(
     if job_id is not None:
         params["job_definition_id"] = _positive("job_id", job_id)
         what = f"runs of job {job_id} in {where}"
-    return ApiCall("GET", v2(account, "runs/"), what, params)
+    return ApiCall("GET", v2(account, "runs/"), what, params, missing=where)
 
 
 def cancel_run(settings: ClientSettings, run_id: int) -> ApiCall:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import ssl
 import secrets
+import ssl
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -183,6 +183,12 @@ class DbtCloudClient:
         """Projects of the account; ``name`` keeps exact (case-insensitive) matches only."""
         projects = [Project.from_api(p) for p in self._all(ep.list_projects(self.settings, name))]
         return _named(projects, name)
+
+    def get_project(self, project_id: int) -> Project:
+        return Project.from_api(self._data(ep.get_project(self.settings, project_id)))
+
+    def get_environment(self, project_id: int, environment_id: int) -> Environment:
+        return Environment.from_api(self._data(ep.get_environment(self.settings, project_id, environment_id)))
 
     def list_environments(self, project_id: int | None = None, name: str | None = None) -> list[Environment]:
         """Environments of a project, or of every project; ``name`` keeps exact matches only."""
