@@ -7,6 +7,7 @@ and environments).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -174,6 +175,7 @@ def list_runs(
     job_id: int | None,
     status: RunStatus | int | list[RunStatus | int] | None,
     order_by: str,
+    include_related: Sequence[str] = (),
 ) -> ApiCall:
     account, where = _in_account(settings)
     if order_by.lstrip("-") not in RUN_ORDER_FIELDS:
@@ -181,7 +183,8 @@ def list_runs(
             f"order_by must be one of {sorted(RUN_ORDER_FIELDS)}, optionally prefixed with '-' "
             f"for descending order, got {order_by!r}"
         )
-    params: dict[str, Any] = {"order_by": order_by, "include_related": "trigger"}
+    related = ",".join(dict.fromkeys(["trigger", *include_related]))
+    params: dict[str, Any] = {"order_by": order_by, "include_related": related}
     params.update(status_params(status))
     what = f"runs in {where}"
     if job_id is not None:

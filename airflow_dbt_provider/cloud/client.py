@@ -13,7 +13,7 @@ import os
 import secrets
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -303,10 +303,15 @@ class DbtCloudClient:
         status: RunStatus | int | list[RunStatus | int] | None = None,
         order_by: str = "-id",
         limit: int | None = None,
+        include_related: Sequence[str] = (),
     ) -> list[Run]:
-        """Runs of the account or a job, newest first by default; ``limit`` caps the total fetched."""
+        """Runs of the account or a job, newest first by default; ``limit`` caps the total fetched.
+
+        ``include_related`` asks for relations too (``job``, ``environment``, ``repository``...);
+        each run keeps them, as the API sent them, in :attr:`Run.related`.
+        """
         _check_limit(limit)
-        call = ep.list_runs(self.settings, job_id, status, order_by)
+        call = ep.list_runs(self.settings, job_id, status, order_by, include_related)
         return [Run.from_api(r) for r in self._all(call, limit)]
 
     def cancel_run(self, run_id: int) -> Run:
