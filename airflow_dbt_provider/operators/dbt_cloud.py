@@ -50,7 +50,12 @@ from airflow_dbt_provider.cloud.options import (
 )
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
-from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_ID_KEY, JOB_RUN_URL_KEY, DbtCloudRunLink
+from airflow_dbt_provider.links.dbt_cloud import (
+    JOB_RUN_ID_KEY,
+    JOB_RUN_URL_KEY,
+    DbtCloudRunLink,
+    record_run_url,
+)
 from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
 
 if TYPE_CHECKING:
@@ -557,6 +562,7 @@ class DbtCloudRunJobOperator(BaseOperator):
     # --- execution -------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> int:
+        record_run_url(self, "")  # a new try: no job_run_url until the run exists
         with self._new_client() as client:
             job_id = self._resolve_job_id(client)
             run = self._start_run(client, job_id, context)
@@ -564,6 +570,7 @@ class DbtCloudRunJobOperator(BaseOperator):
             url = client.run_url(run)
             context["ti"].xcom_push(key=JOB_RUN_ID_KEY, value=run.id)
             context["ti"].xcom_push(key=JOB_RUN_URL_KEY, value=url)
+            record_run_url(self, url)
             self.log.info("dbt Cloud run %s of job %s: %s", run.id, job_id, url)
             if not self.wait_for_termination:
                 if self.deferrable:
