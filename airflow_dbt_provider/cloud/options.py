@@ -27,8 +27,9 @@ _PR_FIELDS = _INT_FIELDS[:4]
 class TriggerRunOptions:
     """Every field the ``Trigger Job Run`` endpoint accepts; only ``cause`` is required.
 
-    ``extra`` is merged into the request body last, for fields dbt Cloud adds after this release
-    (``additional_run_config`` passthrough); it may not override the typed fields.
+    ``extra`` is merged into the request body last, for fields dbt Cloud adds after this release;
+    it may not repeat a typed field (:func:`merge_run_config` folds such entries of an operator's
+    ``additional_run_config`` into the typed fields first, so they are checked like them).
     """
 
     cause: str = DEFAULT_CAUSE
