@@ -715,6 +715,9 @@ class DbtCloudRunJobOperator(BaseOperator):
         """At DAG-parse time, every trigger field that is not a template: the error names the user's
         parameter, so a typo fails the DAG import rather than a scheduled run."""
         try:
+            for name in ("job_id", "account_id"):
+                if not is_deferred(getattr(self, name)):
+                    to_optional_int(name, getattr(self, name))
             fields, _ = self._trigger_fields(static=True)
             TriggerRunOptions.with_cause(fields.pop("cause", None) or "parse-time check", **fields)
         except (ValueError, DbtCloudConfigError) as exc:

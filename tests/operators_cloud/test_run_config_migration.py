@@ -79,13 +79,23 @@ def test_additional_run_config_cause_replaces_the_trigger_reason(emulator: DbtCl
         ),
         ({"additional_run_config": ["threads_override", 8]}, "additional_run_config must be a dict"),
         ({"threads_override": "many"}, "threads_override must be a number"),
+        ({"account_id": "acme"}, "account_id must be a number"),
         ({"steps_override": ["dbt build", "rm -rf /"]}, "every steps_override entry must be a dbt command"),
         (
             {"github_pull_request_id": 1, "additional_run_config": {"gitlab_merge_request_id": 2}},
             "give at most one pull/merge request id",
         ),
     ],
-    ids=["config-int", "config-steps", "config-bool", "config-not-dict", "int", "steps", "two-prs"],
+    ids=[
+        "config-int",
+        "config-steps",
+        "config-bool",
+        "config-not-dict",
+        "int",
+        "account",
+        "steps",
+        "two-prs",
+    ],
 )
 def test_bad_trigger_fields_fail_at_dag_parse_time_in_the_users_names(
     kwargs: dict[str, Any], message: str
@@ -94,6 +104,11 @@ def test_bad_trigger_fields_fail_at_dag_parse_time_in_the_users_names(
         DbtCloudRunJobOperator(task_id="t", job_id=1, **kwargs)
     assert str(raised.value).startswith("t: ")
     assert "extra" not in str(raised.value)
+
+
+def test_a_non_numeric_job_id_fails_at_parse_time() -> None:
+    with pytest.raises(ValueError, match=r"^t: job_id must be a number"):
+        DbtCloudRunJobOperator(task_id="t", job_id="nightly")
 
 
 def test_templated_trigger_fields_are_checked_when_rendered_not_at_parse_time() -> None:
