@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from airflow_dbt_provider.cloud.errors import (
@@ -35,8 +35,9 @@ _BODY_QUOTE = 300
 class ApiCall:
     """One API request, described independently of the HTTP library that sends it.
 
-    ``what`` names the object in error messages ("run 42 in account 7"); ``idempotent`` says
-    whether repeating the request after it may have reached dbt Cloud is harmless (see retry.py).
+    ``what`` names the request in error messages ("a run of job 4 in account 7"); ``missing``
+    names what a 404 means is not there ("job 4 in account 7"; default ``what``); ``idempotent``
+    says whether repeating the request after it may have reached dbt Cloud is harmless (retry.py).
     """
 
     method: str
@@ -46,13 +47,12 @@ class ApiCall:
     body: Any = None
     idempotent: bool = True
     expect_json: bool = True
+    missing: str | None = None
 
     def with_page(self, offset: int, limit: int) -> ApiCall:
         params = dict(self.params or {})
         params.update(offset=offset, limit=limit)
-        return ApiCall(
-            self.method, self.path, self.what, params, self.body, self.idempotent, self.expect_json
-        )
+        return replace(self, params=params)
 
 
 def announce_retry(
@@ -142,14 +142,16 @@ def server_message(body: bytes | str) -> str:
     for key in ("detail", "message", "error"):
         if payload.get(key):
             parts.append(str(payload[key]))
-    return "; ".join(parts)[:_BODY_QUOTE] or json.dumps(payload)[:_BODY_QUOTE]
+    # Each part is a sentence of its own; joined as clauses so no ".;" or ".." appears.
+    clauses = [c for c in (p.strip().rstrip(".;: ").strip() for p in parts) if c]
+    return "; ".join(clauses)[:_BODY_QUOTE] or json.dumps(payload)[:_BODY_QUOTE]
 
 
 def error_for_status(
     call: ApiCall, settings: ClientSettings, status: int, body: bytes | str, attempts: int = 1
 ) -> DbtCloudError:
     """The exception for a non-2xx answer, with a message naming the object and what to check."""
-    said = redact(server_message(body), settings)
+    said = redact(server_message(body), settings).strip().rstrip(".;: ")
     said = f" dbt Cloud said: {said}." if said else ""
     account = settings.account_id
     if status == 401:
@@ -166,7 +168,8 @@ def error_for_status(
         )
     if status == 404:
         return DbtCloudNotFoundError(
-            f"dbt Cloud found no {call.what} (HTTP 404).{said} Check that it exists, that the account id "
+            f"dbt Cloud found no {call.missing or call.what} (HTTP 404).{said} Check that it exists, "
+            "that the account id "
             f"({account}) is right, and that {settings.access_url} is your account's Access URL.",
             status_code=status,
         )

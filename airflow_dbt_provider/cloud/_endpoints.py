@@ -7,6 +7,7 @@ and environments).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -48,7 +49,13 @@ def list_accounts() -> ApiCall:
 def list_projects(settings: ClientSettings, name: str | None) -> ApiCall:
     account, where = _in_account(settings)
     params = {"name__icontains": name} if name else {}
-    return ApiCall("GET", v3(account, "projects/"), f"projects in {where}", params)
+    return ApiCall("GET", v3(account, "projects/"), f"projects in {where}", params, missing=where)
+
+
+def get_project(settings: ClientSettings, project_id: int) -> ApiCall:
+    account, where = _in_account(settings)
+    project = _positive("project_id", project_id)
+    return ApiCall("GET", v3(account, f"projects/{project}/"), f"project {project} in {where}")
 
 
 def list_environments(settings: ClientSettings, project_id: int, name: str | None) -> ApiCall:
@@ -60,6 +67,18 @@ def list_environments(settings: ClientSettings, project_id: int, name: str | Non
         v3(account, f"projects/{project}/environments/"),
         f"environments of project {project} in {where}",
         params,
+        missing=f"project {project} in {where}",
+    )
+
+
+def get_environment(settings: ClientSettings, project_id: int, environment_id: int) -> ApiCall:
+    account, where = _in_account(settings)
+    project = _positive("project_id", project_id)
+    environment = _positive("environment_id", environment_id)
+    return ApiCall(
+        "GET",
+        v3(account, f"projects/{project}/environments/{environment}/"),
+        f"environment {environment} of project {project} in {where}",
     )
 
 
@@ -77,7 +96,7 @@ def list_jobs(
         params["environment_id"] = _positive("environment_id", environment_id)
     if name_contains:
         params["name__icontains"] = name_contains
-    return ApiCall("GET", v2(account, "jobs/"), f"jobs in {where}", params)
+    return ApiCall("GET", v2(account, "jobs/"), f"jobs in {where}", params, missing=where)
 
 
 def get_job(settings: ClientSettings, job_id: int) -> ApiCall:
@@ -90,7 +109,12 @@ def create_job(settings: ClientSettings, definition: dict[str, Any]) -> ApiCall:
     account, where = _in_account(settings)
     name = definition.get("name")
     return ApiCall(
-        "POST", v2(account, "jobs/"), f"new job {name!r} in {where}", body=definition, idempotent=False
+        "POST",
+        v2(account, "jobs/"),
+        f"new job {name!r} in {where}",
+        body=definition,
+        idempotent=False,
+        missing=where,
     )
 
 
@@ -109,6 +133,7 @@ def trigger_run(settings: ClientSettings, job_id: int, options: TriggerRunOption
         f"a run of job {job} in {where}",
         body=options.to_api(),
         idempotent=False,
+        missing=f"job {job} in {where}",
     )
 
 
@@ -121,6 +146,7 @@ def rerun_job(settings: ClientSettings, job_id: int) -> ApiCall:
         f"a rerun of job {job} in {where}",
         body={},
         idempotent=False,
+        missing=f"job {job} in {where}",
     )
 
 
@@ -133,6 +159,7 @@ def retry_run(settings: ClientSettings, run_id: int) -> ApiCall:
         f"a retry of run {run} in {where}",
         body={},
         idempotent=False,
+        missing=f"run {run} in {where}",
     )
 
 
@@ -148,6 +175,7 @@ def list_runs(
     job_id: int | None,
     status: RunStatus | int | list[RunStatus | int] | None,
     order_by: str,
+    include_related: Sequence[str] = (),
 ) -> ApiCall:
     account, where = _in_account(settings)
     if order_by.lstrip("-") not in RUN_ORDER_FIELDS:
@@ -155,13 +183,14 @@ def list_runs(
             f"order_by must be one of {sorted(RUN_ORDER_FIELDS)}, optionally prefixed with '-' "
             f"for descending order, got {order_by!r}"
         )
-    params: dict[str, Any] = {"order_by": order_by, "include_related": "trigger"}
+    related = ",".join(dict.fromkeys(["trigger", *include_related]))
+    params: dict[str, Any] = {"order_by": order_by, "include_related": related}
     params.update(status_params(status))
     what = f"runs in {where}"
     if job_id is not None:
         params["job_definition_id"] = _positive("job_id", job_id)
         what = f"runs of job {job_id} in {where}"
-    return ApiCall("GET", v2(account, "runs/"), what, params)
+    return ApiCall("GET", v2(account, "runs/"), what, params, missing=where)
 
 
 def cancel_run(settings: ClientSettings, run_id: int) -> ApiCall:

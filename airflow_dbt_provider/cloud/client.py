@@ -10,10 +10,10 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import secrets
 import ssl
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -184,6 +184,12 @@ class DbtCloudClient:
         projects = [Project.from_api(p) for p in self._all(ep.list_projects(self.settings, name))]
         return _named(projects, name)
 
+    def get_project(self, project_id: int) -> Project:
+        return Project.from_api(self._data(ep.get_project(self.settings, project_id)))
+
+    def get_environment(self, project_id: int, environment_id: int) -> Environment:
+        return Environment.from_api(self._data(ep.get_environment(self.settings, project_id, environment_id)))
+
     def list_environments(self, project_id: int | None = None, name: str | None = None) -> list[Environment]:
         """Environments of a project, or of every project; ``name`` keeps exact matches only."""
         projects = [project_id] if project_id is not None else [p.id for p in self.list_projects()]
@@ -297,10 +303,15 @@ class DbtCloudClient:
         status: RunStatus | int | list[RunStatus | int] | None = None,
         order_by: str = "-id",
         limit: int | None = None,
+        include_related: Sequence[str] = (),
     ) -> list[Run]:
-        """Runs of the account or a job, newest first by default; ``limit`` caps the total fetched."""
+        """Runs of the account or a job, newest first by default; ``limit`` caps the total fetched.
+
+        ``include_related`` asks for relations too (``job``, ``environment``, ``repository``...);
+        each run keeps them, as the API sent them, in :attr:`Run.related`.
+        """
         _check_limit(limit)
-        call = ep.list_runs(self.settings, job_id, status, order_by)
+        call = ep.list_runs(self.settings, job_id, status, order_by, include_related)
         return [Run.from_api(r) for r in self._all(call, limit)]
 
     def cancel_run(self, run_id: int) -> Run:
@@ -394,7 +405,13 @@ def _check_limit(limit: int | None) -> None:
 
 @contextmanager
 def _atomic_file(target: Path) -> Iterator[Any]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    """A temporary file beside ``target``, renamed onto it once written.
+
+    Created with mode 0666 minus the umask, like any file the worker writes (``mkstemp`` would make
+    it 0600, so the artifact would be unreadable to the rest of the pipeline).
+    """
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out

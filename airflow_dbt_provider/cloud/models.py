@@ -329,6 +329,10 @@ class RunStep:
         )
 
 
+#: What ``include_related`` can add to a run.
+RUN_RELATIONS = ("trigger", "job", "environment", "repository", "run_steps")
+
+
 @dataclass(frozen=True)
 class Run:
     """A dbt Cloud job run."""
@@ -353,6 +357,8 @@ class Run:
     dbt_version: str | None = None
     artifacts_saved: bool = False
     run_steps: list[RunStep] = field(default_factory=list, compare=False, hash=False)
+    #: Related objects the API sent because they were asked for (``include_related``), as sent.
+    related: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def is_success(self) -> bool:
@@ -393,6 +399,7 @@ class Run:
             dbt_version=_str(d.get("dbt_version")),
             artifacts_saved=_bool(d.get("artifacts_saved")),
             run_steps=[RunStep.from_api(s) for s in steps] if isinstance(steps, list) else [],
+            related={k: d[k] for k in RUN_RELATIONS if d.get(k) is not None},
         )
 
 

@@ -27,8 +27,9 @@ _PR_FIELDS = _INT_FIELDS[:4]
 class TriggerRunOptions:
     """Every field the ``Trigger Job Run`` endpoint accepts; only ``cause`` is required.
 
-    ``extra`` is merged into the request body last, for fields dbt Cloud adds after this release
-    (``additional_run_config`` passthrough); it may not override the typed fields.
+    ``extra`` is merged into the request body last, for fields dbt Cloud adds after this release;
+    it may not repeat a typed field (:func:`merge_run_config` folds such entries of an operator's
+    ``additional_run_config`` into the typed fields first, so they are checked like them).
     """
 
     cause: str = DEFAULT_CAUSE
@@ -128,3 +129,43 @@ class TriggerRunOptions:
             body[f.name] = list(value) if f.name == "steps_override" else value
         body.update(self.extra)
         return body
+
+
+#: The trigger fields :class:`TriggerRunOptions` types (``cause`` included), by their API names.
+TYPED_FIELDS = frozenset(f.name for f in fields(TriggerRunOptions)) - {"extra"}
+#: Those of them that are integers (ids and counts).
+INT_FIELDS = frozenset(_INT_FIELDS)
+
+
+@dataclass(frozen=True)
+class RunConfigOverride:
+    """An ``additional_run_config`` entry that replaced a field the user also set explicitly."""
+
+    name: str
+    explicit: Any
+    value: Any
+
+
+def merge_run_config(
+    explicit: Mapping[str, Any], additional: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[RunConfigOverride]]:
+    """Trigger fields as the official provider's hook builds its body: ``payload.update(additional)``.
+
+    Every ``additional`` entry is sent, and it wins over the explicit field of the same name (the
+    override is reported, so the caller can warn naming both). Entries that are typed fields go
+    into those fields, so they are validated like the explicit ones; the rest go into ``extra``.
+    Returns ``TriggerRunOptions`` keyword arguments (``cause`` included when either side set it).
+    """
+    merged = {k: v for k, v in explicit.items() if k in TYPED_FIELDS}
+    extra: dict[str, Any] = {}
+    overrides: list[RunConfigOverride] = []
+    for name, value in additional.items():
+        if name not in TYPED_FIELDS:
+            extra[name] = value
+            continue
+        current = merged.get(name)
+        if current is not None and current != value:
+            overrides.append(RunConfigOverride(name, current, value))
+        merged[name] = value
+    merged["extra"] = extra
+    return merged, overrides

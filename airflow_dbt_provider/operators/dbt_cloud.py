@@ -40,10 +40,22 @@ from airflow_dbt_provider.cloud import (
     RunStep,
     TriggerRunOptions,
 )
-from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
+from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
+from airflow_dbt_provider.cloud.options import (
+    INT_FIELDS,
+    MAX_CAUSE_LENGTH,
+    TYPED_FIELDS,
+    RunConfigOverride,
+    merge_run_config,
+)
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
-from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_ID_KEY, JOB_RUN_URL_KEY, DbtCloudRunLink
+from airflow_dbt_provider.links.dbt_cloud import (
+    JOB_RUN_ID_KEY,
+    JOB_RUN_URL_KEY,
+    DbtCloudRunLink,
+    record_run_url,
+)
 from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
 
 if TYPE_CHECKING:
@@ -183,6 +195,17 @@ def to_optional_int(name: str, value: Any) -> int | None:
     return None if value is None or value == "" else to_int(name, value)
 
 
+def is_deferred(value: Any) -> bool:
+    """True for a value only known at run time: a Jinja template, an XComArg or another object."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, list | tuple):
+        return any(is_deferred(v) for v in value)
+    if isinstance(value, Mapping):
+        return any(is_deferred(v) for v in value.values())
+    return value is not None and not isinstance(value, int | float | bool)
+
+
 def _tail(text: str | None, lines: int = LOG_TAIL_LINES) -> str:
     if not text:
         return ""
@@ -216,9 +239,11 @@ def run_summary(run: Run, url: str) -> dict[str, Any]:
     }
 
 
-def run_to_dict(run: Run, url: str | None = None) -> dict[str, Any]:
-    """A run as JSON primitives, for the list operators' return values."""
-    return {
+def run_to_dict(run: Run, url: str | None = None, include_related: Sequence[str] = ()) -> dict[str, Any]:
+    """A run as JSON primitives, for the list operators' return values; with ``include_related``,
+    each requested relation under its own key, as dbt Cloud sent it (``None`` when it sent none)."""
+    related = {name: run.related.get(name) for name in include_related}
+    return related | {
         "id": run.id,
         "job_definition_id": run.job_id,
         "project_id": run.project_id,
@@ -302,6 +327,40 @@ def _log_step_summary(log: Any, run: Run) -> None:
                 log.info("  | %s", line)
 
 
+def _checked_run_config(config: Any) -> dict[str, Any]:
+    """``additional_run_config`` as a dict, its typed entries checked under their own name."""
+    if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
+        raise ValueError(
+            "additional_run_config must be a dict of dbt Cloud trigger fields, e.g. "
+            f'{{"threads_override": 8}}, got {config!r}'
+        )
+    checked = dict(config)
+    for name, value in config.items():
+        if name not in TYPED_FIELDS or value is None:
+            continue
+        label = f"additional_run_config[{name!r}]"
+        if name in INT_FIELDS:
+            value = checked[name] = to_int(label, value)
+        try:
+            TriggerRunOptions(**{name: value})
+        except DbtCloudConfigError as exc:
+            text = str(exc)
+            raise ValueError(
+                label + text[len(name) :] if text.startswith(name) else f"{label}: {text}"
+            ) from None
+    return checked
+
+
+def _overrides_message(overrides: list[RunConfigOverride]) -> str:
+    """One warning for every explicit parameter ``additional_run_config`` replaced."""
+    parts = [
+        f"additional_run_config[{o.name!r}]={o.value!r} overrides "
+        f"{'trigger_reason' if o.name == 'cause' else o.name}={o.explicit!r}"
+        for o in overrides
+    ]
+    return "; ".join(parts) + " (additional_run_config wins, as in the official provider)"
+
+
 class _RunStateStore:
     """The task state store entry of this task instance (map index included), failure-tolerant.
 
@@ -350,7 +409,10 @@ class DbtCloudRunJobOperator(BaseOperator):
     :param trigger_reason: The run's ``cause``; defaults to one naming the DAG, task and DAG run.
     :param steps_override: dbt commands to run instead of the job's.
     :param schema_override: Target schema override.
-    :param additional_run_config: Further trigger fields passed through to dbt Cloud as they are.
+    :param additional_run_config: Trigger fields sent to dbt Cloud as they are, as the official
+        provider does (``payload.update(additional_run_config)``): every entry is sent, and an entry
+        named like one of this operator's parameters (``threads_override``, ``git_branch``, ``cause``...)
+        wins over that parameter, with a warning naming both.
     :param wait_for_termination: Wait for the run to end (default); ``False`` is fire-and-forget.
     :param timeout: Seconds the run may take; when they pass the run is cancelled and the task fails.
     :param check_interval: Seconds between status checks.
@@ -367,6 +429,9 @@ class DbtCloudRunJobOperator(BaseOperator):
         with OpenLineage enabled the task's own events carry the datasets the run read and built.
     :param hook_params: Accepted for compatibility with the official provider and ignored: retries and
         timeouts are set on the connection (extras ``timeout``, ``retry_max_attempts``, ...).
+    :param durable: Airflow's ``ResumableJobMixin`` flag, accepted for compatibility. ``True`` (the
+        default) is what this operator always does: the run is kept in the task state store and a
+        retry reconnects to it. ``False`` is ignored, with a warning: a retry never starts a duplicate.
     :return: The run id (an int).
     """
 
@@ -431,6 +496,7 @@ class DbtCloudRunJobOperator(BaseOperator):
         asset_alias: str | None = None,
         openlineage_inject_parent_job_info: bool = False,
         hook_params: dict[str, Any] | None = None,
+        durable: bool = True,
         **kwargs: Any,
     ) -> None:
         if asset_alias:
@@ -456,7 +522,7 @@ class DbtCloudRunJobOperator(BaseOperator):
         self.trigger_reason = trigger_reason
         self.steps_override = steps_override
         self.schema_override = schema_override
-        self.additional_run_config = additional_run_config or {}
+        self.additional_run_config = {} if additional_run_config is None else additional_run_config
         self.git_branch = git_branch
         self.git_sha = git_sha
         self.dbt_version_override = dbt_version_override
@@ -484,10 +550,19 @@ class DbtCloudRunJobOperator(BaseOperator):
             self.log.warning(
                 "%s: hook_params is ignored; set timeouts and retries on the connection instead", self.task_id
             )
+        self.durable = durable
+        if not durable:
+            self.log.warning(
+                "%s: durable=False is ignored: this operator always keeps its dbt Cloud run in the task "
+                "state store and reconnects to it on a retry, so a retry never starts a duplicate run",
+                self.task_id,
+            )
+        self._check_trigger_fields()
 
     # --- execution -------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> int:
+        record_run_url(self, "")  # a new try: no job_run_url until the run exists
         with self._new_client() as client:
             job_id = self._resolve_job_id(client)
             run = self._start_run(client, job_id, context)
@@ -495,6 +570,7 @@ class DbtCloudRunJobOperator(BaseOperator):
             url = client.run_url(run)
             context["ti"].xcom_push(key=JOB_RUN_ID_KEY, value=run.id)
             context["ti"].xcom_push(key=JOB_RUN_URL_KEY, value=url)
+            record_run_url(self, url)
             self.log.info("dbt Cloud run %s of job %s: %s", run.id, job_id, url)
             if not self.wait_for_termination:
                 if self.deferrable:
@@ -598,30 +674,54 @@ class DbtCloudRunJobOperator(BaseOperator):
         return runs[0].id if runs else None
 
     def _trigger_options(self, context: Context) -> TriggerRunOptions:
-        cause = self.trigger_reason or self._default_cause(context)
+        fields, overrides = self._trigger_fields()
+        if overrides:
+            self.log.warning("%s", _overrides_message(overrides))
+        cause = fields.pop("cause", None) or self._default_cause(context)
         if self.openlineage_inject_parent_job_info:
             cause = self._openlineage_cause(context, cause)
-        return TriggerRunOptions.with_cause(
-            cause,
-            steps_override=list(self.steps_override) if self.steps_override else None,
-            schema_override=self.schema_override or None,
-            git_branch=self.git_branch or None,
-            git_sha=self.git_sha or None,
-            dbt_version_override=self.dbt_version_override or None,
-            target_name_override=self.target_name_override or None,
-            threads_override=to_optional_int("threads_override", self.threads_override),
-            timeout_seconds_override=to_optional_int(
-                "timeout_seconds_override", self.timeout_seconds_override
-            ),
-            generate_docs_override=self.generate_docs_override,
-            github_pull_request_id=to_optional_int("github_pull_request_id", self.github_pull_request_id),
-            gitlab_merge_request_id=to_optional_int("gitlab_merge_request_id", self.gitlab_merge_request_id),
-            azure_pull_request_id=to_optional_int("azure_pull_request_id", self.azure_pull_request_id),
-            non_native_pull_request_id=to_optional_int(
-                "non_native_pull_request_id", self.non_native_pull_request_id
-            ),
-            extra=dict(self.additional_run_config or {}),
-        )
+        return TriggerRunOptions.with_cause(cause, **fields)
+
+    def _trigger_fields(self, *, static: bool = False) -> tuple[dict[str, Any], list[RunConfigOverride]]:
+        """The trigger fields: the explicit parameters, updated by ``additional_run_config``.
+
+        With ``static`` (at DAG-parse time), values only known at run time count as not set.
+        """
+
+        def value(v: Any) -> Any:
+            return None if static and is_deferred(v) else v
+
+        steps = value(self.steps_override)
+        explicit = {
+            "cause": value(self.trigger_reason) or None,
+            "steps_override": list(steps) if steps else None,
+            "schema_override": value(self.schema_override) or None,
+            "git_branch": value(self.git_branch) or None,
+            "git_sha": value(self.git_sha) or None,
+            "dbt_version_override": value(self.dbt_version_override) or None,
+            "target_name_override": value(self.target_name_override) or None,
+            "generate_docs_override": value(self.generate_docs_override),
+        }
+        for name in sorted(INT_FIELDS):
+            explicit[name] = to_optional_int(name, value(getattr(self, name)))
+        config = self.additional_run_config
+        if static and is_deferred(config):
+            config = (
+                {k: v for k, v in config.items() if not is_deferred(v)} if isinstance(config, Mapping) else {}
+            )
+        return merge_run_config(explicit, _checked_run_config(config))
+
+    def _check_trigger_fields(self) -> None:
+        """At DAG-parse time, every trigger field that is not a template: the error names the user's
+        parameter, so a typo fails the DAG import rather than a scheduled run."""
+        try:
+            for name in ("job_id", "account_id"):
+                if not is_deferred(getattr(self, name)):
+                    to_optional_int(name, getattr(self, name))
+            fields, _ = self._trigger_fields(static=True)
+            TriggerRunOptions.with_cause(fields.pop("cause", None) or "parse-time check", **fields)
+        except (ValueError, DbtCloudConfigError) as exc:
+            raise ValueError(f"{self.task_id}: {exc}") from None
 
     def _openlineage_cause(self, context: Context, cause: str) -> str:
         """The cause replaced by this task's OpenLineage parent run (JSON), when it can be."""
@@ -833,6 +933,8 @@ class DbtCloudListJobsOperator(BaseOperator):
     """List the account's jobs (optionally of one project/environment); returns their ids.
 
     :param order_by: ``id``, ``name``, ``created_at`` or ``updated_at``; prefix ``-`` for descending.
+    :param include_related: Accepted for compatibility with the official provider and ignored, with
+        a warning: this operator returns job ids, which relations do not change.
     """
 
     template_fields: Sequence[str] = ("dbt_cloud_conn_id", "account_id", "project_id", "environment_id")
@@ -846,10 +948,16 @@ class DbtCloudListJobsOperator(BaseOperator):
         project_id: int | str | None = None,
         environment_id: int | str | None = None,
         order_by: str | None = None,
+        include_related: list[str] | None = None,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.include_related = include_related
+        if include_related:
+            self.log.warning(
+                "%s: include_related is ignored: DbtCloudListJobsOperator returns job ids", self.task_id
+            )
         if order_by and order_by.lstrip("-") not in self._ORDER_FIELDS:
             raise ValueError(
                 f"{self.task_id}: order_by must be one of {', '.join(self._ORDER_FIELDS)} "
@@ -888,9 +996,17 @@ class DbtCloudListRunsOperator(BaseOperator):
     :param status_filter: A run status code or codes (1 queued, 2 starting, 3 running, 10 success,
         20 error, 30 cancelled).
     :param limit: At most this many runs (default 100; the API is paged).
+    :param include_related: Relations to add to each returned run, as the official provider does
+        (``["job", "environment"]``; also ``trigger``, ``repository``, ``run_steps``).
     """
 
-    template_fields: Sequence[str] = ("dbt_cloud_conn_id", "account_id", "job_id", "order_by")
+    template_fields: Sequence[str] = (
+        "dbt_cloud_conn_id",
+        "account_id",
+        "job_id",
+        "order_by",
+        "include_related",
+    )
 
     def __init__(
         self,
@@ -915,13 +1031,29 @@ class DbtCloudListRunsOperator(BaseOperator):
         self.latest_only = latest_only
         self.limit = limit
         self.include_related = include_related
+        if not is_deferred(include_related):
+            self._related()  # a bad value fails the DAG import, not a scheduled run
         self.hook_params = hook_params or {}
+
+    def _related(self) -> list[str]:
+        """``include_related`` as a list of relation names (a rendered ``"job,environment"`` too)."""
+        value = self.include_related
+        names = value.split(",") if isinstance(value, str) else value
+        if names is None:
+            return []
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ValueError(
+                f"{self.task_id}: include_related must be a list of relation names such as "
+                f'["job", "environment"], got {value!r}'
+            )
+        return [n.strip() for n in names]
 
     def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any] | None:
         status: list[RunStatus | int] | None = None
         if self.status_filter is not None:
             codes = [self.status_filter] if isinstance(self.status_filter, int) else list(self.status_filter)
             status = [RunStatus.parse(c) for c in codes]
+        related = self._related()
         with dbt_cloud_client(
             self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
         ) as client:
@@ -930,8 +1062,9 @@ class DbtCloudListRunsOperator(BaseOperator):
                 status=status,
                 order_by=self.order_by or "-id",
                 limit=1 if self.latest_only else self.limit,
+                include_related=related,
             )
-            result = [run_to_dict(r, client.run_url(r)) for r in runs]
+            result = [run_to_dict(r, client.run_url(r), related) for r in runs]
         self.log.info("found %d dbt Cloud run(s)", len(result))
         if self.latest_only:
             return result[0] if result else None

@@ -16,7 +16,7 @@ from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_dbt_provider.cloud import DbtCloudTransientError, RunStatus
-from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_URL_KEY, DbtCloudRunLink
+from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_URL_KEY, DbtCloudRunLink, record_run_url
 from airflow_dbt_provider.operators.dbt_cloud import (
     DEFAULT_CONN_ID,
     DbtCloudRunError,
@@ -88,6 +88,7 @@ class DbtCloudRunSensor(BaseSensorOperator):
             return False
 
     def execute(self, context: Context) -> Any:
+        record_run_url(self, "")  # a new try: no job_run_url until the run is found
         if not self.deferrable:
             return super().execute(context)
         if self.poke(context):
@@ -132,6 +133,7 @@ class DbtCloudRunSensor(BaseSensorOperator):
         if self._url_pushed:
             return
         context["ti"].xcom_push(key=JOB_RUN_URL_KEY, value=url)
+        record_run_url(self, url)
         self._url_pushed = True
 
 

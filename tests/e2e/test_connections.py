@@ -67,6 +67,15 @@ def test_hook_meta_describes_our_connection_form(airflow: AirflowApi) -> None:
     assert ours["extra_fields"]["ca_bundle"]["schema"]["title"] == "CA bundle"
 
 
+def test_the_official_provider_loads_beside_ours(airflow: AirflowApi) -> None:
+    """During a migration both providers are installed: each keeps its own connection type."""
+    packages = {p["package_name"] for p in airflow.get("/api/v2/providers", limit=1000)["providers"]}
+    assert {"airflow-dbt-provider", "apache-airflow-providers-dbt-cloud"} <= packages
+    meta = {m["connection_type"]: m for m in airflow.hook_meta()}
+    assert meta["dbt_cloud"]["hook_class_name"] == "airflow.providers.dbt.cloud.hooks.dbt.DbtCloudHook"
+    assert meta[CONN_TYPE]["hook_class_name"] == "airflow_dbt_provider.hooks.dbt_cloud.DbtCloudHook"
+
+
 def test_connection_test_endpoint_against_the_emulator(
     airflow: AirflowApi, emulator: DbtCloudEmulator
 ) -> None:

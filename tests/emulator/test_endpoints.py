@@ -323,6 +323,19 @@ def test_invalid_trigger_body_is_400(
     assert emu.requests()[-1].status == 400
 
 
+def test_strict_mode_accepts_the_nulls_real_dbt_cloud_accepts(
+    emu: DbtCloudEmulator, client: httpx.Client
+) -> None:
+    """The official provider sends ``steps_override``/``schema_override`` as null on every trigger;
+    real dbt Cloud runs the job with its own steps and schema, and so does the strict emulator."""
+    body = {"cause": "official provider", "steps_override": None, "schema_override": None}
+    r = client.post(f"/api/v2/accounts/{emu.account_id}/jobs/{emu.world.job_ids['success']}/run/", json=body)
+    assert r.status_code == 200, r.text
+    run = check(r, "v2", "/api/v2/accounts/{account_id}/jobs/{job_id}/run/", "post")["data"]
+    assert run["trigger"]["cause"] == "official provider"
+    assert run["trigger"].get("steps_override") is None  # not set: the job's own steps run
+
+
 def test_invalid_json_and_job_bodies_are_400(emu: DbtCloudEmulator, client: httpx.Client) -> None:
     a = emu.account_id
     r = client.post(f"/api/v2/accounts/{a}/jobs/{emu.world.job_ids['success']}/run/", content=b"{not json")

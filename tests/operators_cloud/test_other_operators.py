@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,25 @@ def test_artifact_is_written_to_the_official_default_file_name(
     written = Path(op.execute(NO_CONTEXT))
     assert written.name == f"{run_id}_run_results.json"
     assert json.loads((tmp_path / written).read_text())["results"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077], ids=["022", "002", "077"])
+def test_artifact_files_honour_the_umask(
+    emulator: DbtCloudEmulator, client: DbtCloudClient, tmp_path: Path, umask: int
+) -> None:
+    """Written as any other file the worker writes: 0666 minus the umask, not mkstemp's 0600."""
+    run_id = finished_run(client, emulator)
+    op = DbtCloudGetRunArtifactOperator(
+        task_id="a", run_id=run_id, path=["manifest.json", "run_results.json"], output_dir=str(tmp_path)
+    )
+    previous = os.umask(umask)
+    try:
+        files = op.execute(NO_CONTEXT)
+    finally:
+        os.umask(previous)
+    modes = {name: stat.S_IMODE(Path(f).stat().st_mode) for name, f in files.items()}
+    assert modes == {name: 0o666 & ~umask for name in files}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
 def test_several_artifacts_go_to_output_dir(

@@ -38,6 +38,12 @@ REQUEST_LOG_LIMIT = 100_000
 log = logging.getLogger(__name__)
 
 
+_FRONT_PAGE = (
+    b"<!doctype html><title>dbt Cloud emulator</title>"
+    b"<p>dbt Cloud emulator: the API is under /api/v2/ and /api/v3/ (see docs/emulator.md).</p>\n"
+)
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     """One API request as the emulator saw it; ``status`` 0 means the connection was reset."""
@@ -182,6 +188,10 @@ class App:
             return _error_body(exc.status, exc.user_message, exc.developer_message)
 
     def _dispatch(self, request: Request) -> Response:
+        if request.path == "/" and request.method in ("GET", "HEAD"):
+            # dbt Cloud's web front door answers 200 to anyone; the official provider's Test button
+            # (DbtCloudHook.test_connection) and list_accounts() request exactly this page.
+            return Response(200, _FRONT_PAGE, "text/html; charset=utf-8")
         accounts = self._authenticate(request)
         allowed = []
         for method, pattern, handler in self.routes:

@@ -2,8 +2,10 @@
 
 Field errors come back as ``{"field": ["message", ...]}`` in ``data``, so a client author sees
 exactly which field is wrong. Strict mode enforces the spec's request schemas (required fields,
-types, ``minLength``, no ``null`` for non-nullable fields); lenient mode asks only for what the
-live service cannot do without.
+types, ``minLength``, no ``null`` for non-nullable fields) except where real dbt Cloud is known to
+accept more than the spec says (:data:`TRIGGER_NULLABLE`); lenient mode asks only for what the live
+service cannot do without. Strictness is about what the emulator answers, never about refusing a
+request the real service takes.
 """
 
 from __future__ import annotations
@@ -61,9 +63,17 @@ def _type_error(value: Any, kind: str) -> str | None:
 
 
 def check_fields(
-    data: dict[str, Any], fields: dict[str, tuple[str, bool]], *, strict: bool, prefix: str = ""
+    data: dict[str, Any],
+    fields: dict[str, tuple[str, bool]],
+    *,
+    strict: bool,
+    prefix: str = "",
+    nullable: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
-    """Errors for ``data`` against ``fields`` (name -> (kind, required)); unknown fields are ignored."""
+    """Errors for ``data`` against ``fields`` (name -> (kind, required)); unknown fields are ignored.
+
+    A field in ``nullable`` may be sent as ``null`` (meaning not set) even in strict mode.
+    """
     errors: dict[str, list[str]] = {}
     for name, (kind, required) in fields.items():
         key = prefix + name
@@ -73,7 +83,7 @@ def check_fields(
             continue
         value = data[name]
         if value is None:
-            if strict or required:
+            if required or (strict and name not in nullable):
                 errors[key] = ["This field may not be null."]
             continue
         message = _type_error(value, kind)
@@ -100,9 +110,14 @@ TRIGGER_FIELDS: dict[str, tuple[str, bool]] = {
 }
 
 
+#: Trigger fields the spec calls non-nullable but real dbt Cloud accepts as ``null`` (not set): the
+#: official Airflow provider's ``DbtCloudHook.trigger_job_run`` sends both as ``null`` on every run.
+TRIGGER_NULLABLE = frozenset({"steps_override", "schema_override"})
+
+
 def check_trigger(data: dict[str, Any], *, strict: bool) -> dict[str, Any]:
     """Validate a trigger-run body (``cause`` is required in both modes); returns the set fields."""
-    errors = check_fields(data, TRIGGER_FIELDS, strict=strict)
+    errors = check_fields(data, TRIGGER_FIELDS, strict=strict, nullable=TRIGGER_NULLABLE)
     if errors:
         raise BadRequest("The trigger request is invalid.", errors)
     return {k: v for k, v in data.items() if k in TRIGGER_FIELDS and v is not None}
