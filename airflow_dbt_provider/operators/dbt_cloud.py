@@ -4,11 +4,14 @@ Parameter names, XCom keys (``job_run_id``, ``job_run_url``) and return values f
 ``apache-airflow-providers-dbt-cloud`` wherever the meaning is the same, so moving a DAG over means
 changing its imports (see ``docs/dbt_cloud_operators.md``). What differs is what hurt users:
 
-* **No duplicate runs on retry.** The run id is persisted in the task state store (AIP-103) before
-  waiting; XComs of a previous try are cleared when a new try starts, the state store is not. A new
-  try adopts the previous try's run when it is still in flight, retries it from the failed step with
-  ``retry_from_failure``, and triggers a fresh run only when the previous run succeeded or a user
-  cleared the task (:func:`decide_run_start`).
+* **No duplicate runs on retry, on every Airflow.** Every run's ``cause`` ends with a marker of the
+  task instance, the try and its ``max_tries``; a new try finds its task instance's newest run among
+  the job's runs by it (:mod:`airflow_dbt_provider.cloud.run_start`), which survives what the task
+  state store does not (Airflow < 3.3 has none; a clear may wipe it; a worker may die before the
+  write). The store (3.3) still remembers retries of failed runs, which carry no cause. A new try
+  adopts its run when it is still in flight, retries it from the failed step with
+  ``retry_from_failure``, and triggers a fresh run when it succeeded, was cancelled (a kill cancels
+  it) or a user cleared the task (``max_tries`` changed) (:func:`decide_run_start`).
 * **Timeouts cancel the run.** ``timeout`` is a deadline for the run; when it passes the run is
   cancelled and the task fails saying so, in blocking and deferrable mode alike.
 * **Kills cancel the run**, in blocking mode here (``on_kill``) and while deferred in the trigger.
@@ -299,6 +302,8 @@ class DbtCloudRunJobOperator(BaseOperator):
     :param job_name: Name of the job, when it is looked up by name (exactly one match is required).
     :param account_id: dbt Cloud account; defaults to the connection's.
     :param trigger_reason: The run's ``cause``; defaults to one naming the DAG, task and DAG run.
+        The task instance's marker (``[airflow:<hash>:<try>:<max_tries>]``) is appended, the reason
+        shortened so both fit in 255 characters: a retry finds its run by it.
     :param steps_override: dbt commands to run instead of the job's.
     :param schema_override: Target schema override.
     :param additional_run_config: Further trigger fields passed through to dbt Cloud as they are.
