@@ -16,8 +16,9 @@ apache/airflow #72100). A new try finds its task instance's newest run by listin
 newest first (``job_definition_id``, ``order_by=-id``), page by page, reading the markers
 client-side: the list endpoint has no cause filter. The search stops at runs created before the DAG
 run started (less an hour for clock skew), so it reads the runs of one DAG run's lifetime, not the
-job's history. ``created_at__range`` would bound it server-side, but it is reported rejected by the
-live API; stopping client-side reads the same pages without depending on it.
+job's history (a clear of a finished DAG run restarts it: the runs before are not read, nor
+needed). ``created_at__range`` would bound it server-side, but it is reported rejected by the live
+API; stopping client-side reads the same pages without depending on it.
 
 **Retry or clear.** ``max_tries`` tells them apart, as in the task state store: Airflow keeps it
 across automatic retries and recomputes it (``try_number + retries``) when a user clears a task that
