@@ -31,11 +31,16 @@ NO_STORE_LINE = "this Airflow has no task state store"
 def store_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "no_store":
         monkeypatch.setattr(dbt_cloud, "has_task_state_store", lambda: False)
+    elif not dbt_cloud.has_task_state_store():
+        pytest.skip("this Airflow has no task state store (3.3+)")
     return str(request.param)
 
 
 def store_rows(dag_id: str) -> int:
-    from airflow.models.task_state_store import TaskStateStoreModel
+    try:
+        from airflow.models.task_state_store import TaskStateStoreModel
+    except ImportError:  # Airflow < 3.3: no store, no table
+        return 0
     from airflow.utils.session import create_session
 
     with create_session() as session:
@@ -96,6 +101,8 @@ def test_retry_adopts_its_in_flight_run(
 
 
 def test_retry_adopts_its_in_flight_run_after_the_store_was_wiped(emulator: DbtCloudEmulator) -> None:
+    if not dbt_cloud.has_task_state_store():
+        pytest.skip("this Airflow has no task state store (3.3+)")
     WIPED.clear()
     result = killed_then_adopted(emulator, "wiped", on_retry_callback=wipe_store)
     assert WIPED == [1]  # try 1's entry existed and was wiped before try 2
