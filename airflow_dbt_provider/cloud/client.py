@@ -314,6 +314,23 @@ class DbtCloudClient:
         call = ep.list_runs(self.settings, job_id, status, order_by, include_related)
         return [Run.from_api(r) for r in self._all(call, limit)]
 
+    def iter_runs(
+        self,
+        job_id: int | None = None,
+        status: RunStatus | int | list[RunStatus | int] | None = None,
+        order_by: str = "-id",
+    ) -> Iterator[Run]:
+        """Runs page by page, each page fetched only when the one before is used up.
+
+        For searches that stop early (the newest run with a given cause, say): a caller that breaks
+        out after the first page has made one request, however many runs the job has.
+        """
+        pager = Pager(ep.list_runs(self.settings, job_id, status, order_by))
+        while not pager.done:
+            start = len(pager.items)
+            pager.add(self._json(pager.next_call()))
+            yield from (Run.from_api(r) for r in pager.items[start:])
+
     def cancel_run(self, run_id: int) -> Run:
         return Run.from_api(self._data(ep.cancel_run(self.settings, run_id)))
 

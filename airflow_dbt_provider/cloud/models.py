@@ -356,6 +356,9 @@ class Run:
     git_sha: str | None = None
     dbt_version: str | None = None
     artifacts_saved: bool = False
+    #: The other end of a retry (``POST /runs/{id}/retry/``): the spec names the field, not its
+    #: direction, so readers compare ids (the retry is always the newer run).
+    retrying_run_id: int | None = None
     run_steps: list[RunStep] = field(default_factory=list, compare=False, hash=False)
     #: Related objects the API sent because they were asked for (``include_related``), as sent.
     related: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -398,6 +401,7 @@ class Run:
             git_sha=_str(d.get("git_sha")) or _str(trigger.get("git_sha")),
             dbt_version=_str(d.get("dbt_version")),
             artifacts_saved=_bool(d.get("artifacts_saved")),
+            retrying_run_id=_int(d.get("retrying_run_id")),
             run_steps=[RunStep.from_api(s) for s in steps] if isinstance(steps, list) else [],
             related={k: d[k] for k in RUN_RELATIONS if d.get(k) is not None},
         )

@@ -4,11 +4,14 @@ Parameter names, XCom keys (``job_run_id``, ``job_run_url``) and return values f
 ``apache-airflow-providers-dbt-cloud`` wherever the meaning is the same, so moving a DAG over means
 changing its imports (see ``docs/dbt_cloud_operators.md``). What differs is what hurt users:
 
-* **No duplicate runs on retry.** The run id is persisted in the task state store (AIP-103) before
-  waiting; XComs of a previous try are cleared when a new try starts, the state store is not. A new
-  try adopts the previous try's run when it is still in flight, retries it from the failed step with
-  ``retry_from_failure``, and triggers a fresh run only when the previous run succeeded or a user
-  cleared the task (:func:`decide_run_start`).
+* **No duplicate runs on retry, on every Airflow.** Every run's ``cause`` ends with a marker of the
+  task instance, the try and its ``max_tries``; a new try finds its task instance's newest run among
+  the job's runs by it (:mod:`airflow_dbt_provider.cloud.run_start`), which survives what the task
+  state store does not (Airflow < 3.3 has none; a clear may wipe it; a worker may die before the
+  write). The store (3.3) still remembers retries of failed runs, which carry no cause. A new try
+  adopts its run when it is still in flight, retries it from the failed step with
+  ``retry_from_failure``, and triggers a fresh run when it succeeded, was cancelled (a kill cancels
+  it) or a user cleared the task (``max_tries`` changed) (:func:`decide_run_start`).
 * **Timeouts cancel the run.** ``timeout`` is a deadline for the run; when it passes the run is
   cancelled and the task fails saying so, in blocking and deferrable mode alike.
 * **Kills cancel the run**, in blocking mode here (``on_kill``) and while deferred in the trigger.
@@ -18,10 +21,11 @@ changing its imports (see ``docs/dbt_cloud_operators.md``). What differs is what
 from __future__ import annotations
 
 import contextlib
-import enum
+import functools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +36,6 @@ from airflow_dbt_provider.assets import built_assets
 from airflow_dbt_provider.cloud import (
     DbtCloudClient,
     DbtCloudError,
-    DbtCloudNotFoundError,
     DbtCloudTransientError,
     Job,
     Run,
@@ -47,6 +50,17 @@ from airflow_dbt_provider.cloud.options import (
     TYPED_FIELDS,
     RunConfigOverride,
     merge_run_config,
+)
+from airflow_dbt_provider.cloud.run_start import (
+    RunStart,
+    RunStartDecision,
+    StoredRun,
+    TaskInstanceRef,
+    compose_cause,
+    compose_lineage_cause,
+    decide_run_start,
+    lineage_room,
+    plan_run_start,
 )
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
@@ -70,105 +84,10 @@ STATE_STORE_KEY = "dbt_cloud_run"
 LOG_TAIL_LINES = 40
 DEFAULT_TIMEOUT = 7 * 24 * 60 * 60
 DEFAULT_CHECK_INTERVAL = 60
-_IN_FLIGHT = [RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING]
 
 
 class DbtCloudRunError(AirflowException):
     """A dbt Cloud run failed, was cancelled, timed out, or could not be watched."""
-
-
-# --- the retry decision --------------------------------------------------------------------------
-
-
-class RunStart(str, enum.Enum):
-    """How a try gets its run."""
-
-    ADOPT = "adopt"  # watch a run that is already in flight; trigger nothing
-    RETRY = "retry"  # POST /runs/{id}/retry/ on the previous try's failed run
-    TRIGGER = "trigger"  # start a fresh run of the job
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """The run a try of this task instance started, as kept in the task state store.
-
-    ``max_tries`` tells a retry from a user's clear: Airflow keeps a task instance's ``max_tries``
-    across automatic retries and recomputes it (``try_number + retries``) when a user clears it.
-    """
-
-    run_id: int
-    job_id: int
-    try_number: int
-    max_tries: int
-
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "job_id": self.job_id,
-            "try_number": self.try_number,
-            "max_tries": self.max_tries,
-        }
-
-    @classmethod
-    def from_state(cls, value: Any) -> StoredRun | None:
-        """Parse what the store returned; anything unreadable counts as nothing stored."""
-        if not isinstance(value, Mapping):
-            return None
-        try:
-            return cls(
-                run_id=int(value["run_id"]),
-                job_id=int(value["job_id"]),
-                try_number=int(value.get("try_number", 0)),
-                max_tries=int(value["max_tries"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-
-
-@dataclass(frozen=True)
-class RunStartDecision:
-    action: RunStart
-    run_id: int | None
-    reason: str
-
-
-def decide_run_start(
-    *,
-    job_id: int,
-    max_tries: int,
-    stored: StoredRun | None,
-    stored_status: RunStatus | None,
-    retry_from_failure: bool,
-    in_flight_run_id: int | None = None,
-) -> RunStartDecision:
-    """Decide how this try gets its run, so that a retry never starts a duplicate by accident.
-
-    :param job_id: The job this try runs.
-    :param max_tries: The task instance's current ``max_tries`` (changes only when a user clears it).
-    :param stored: The run a previous try of this task instance persisted, if any.
-    :param stored_status: That run's status now (``None`` when it could not be found).
-    :param retry_from_failure: Retry a failed previous run from its failed step.
-    :param in_flight_run_id: With ``reuse_existing_run``, the newest in-flight run of the job.
-    """
-    previous = stored if stored is not None and stored.job_id == job_id else None
-    if previous is not None and previous.max_tries != max_tries:
-        previous = None  # a user cleared the task: they asked for a new run
-    if previous is not None and stored_status is not None:
-        if not stored_status.is_terminal:
-            return RunStartDecision(
-                RunStart.ADOPT,
-                previous.run_id,
-                f"run {previous.run_id} of the previous try is still {stored_status.name.lower()}",
-            )
-        if stored_status is RunStatus.ERROR and retry_from_failure:
-            return RunStartDecision(
-                RunStart.RETRY, previous.run_id, f"run {previous.run_id} of the previous try failed"
-            )
-    if in_flight_run_id is not None:
-        return RunStartDecision(
-            RunStart.ADOPT, in_flight_run_id, f"run {in_flight_run_id} of job {job_id} is already in flight"
-        )
-    return RunStartDecision(RunStart.TRIGGER, None, "no run of a previous try to adopt or retry")
 
 
 # --- helpers shared by the operators -------------------------------------------------------------
@@ -361,18 +280,34 @@ def _overrides_message(overrides: list[RunConfigOverride]) -> str:
     return "; ".join(parts) + " (additional_run_config wins, as in the official provider)"
 
 
+@functools.cache
+def has_task_state_store() -> bool:
+    """Whether this Airflow has the task state store (AIP-103, Airflow 3.3); decided once per process."""
+    try:
+        from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 class _RunStateStore:
     """The task state store entry of this task instance (map index included), failure-tolerant.
 
-    Losing it only loses crash recovery, so a store that is unavailable or fails is a warning, not
-    a task failure.
+    Losing it loses little: the run's cause marker finds the runs this task instance triggered
+    (:mod:`airflow_dbt_provider.cloud.run_start`). So an Airflow without a store (before 3.3) is one
+    line in the task log, and a store that fails is a warning, never a task failure.
     """
 
     def __init__(self, context: Context, log: Any) -> None:
-        self._store = context.get("task_state_store")
+        self._store = context.get("task_state_store") if has_task_state_store() else None
         self._log = log
-        if self._store is None:
-            log.warning("task_state_store is not available: a retry cannot adopt this try's dbt Cloud run")
+        if not has_task_state_store():
+            log.info(
+                "this Airflow has no task state store (Airflow 3.3+): a retry finds its dbt Cloud run by "
+                "the marker in the run's cause"
+            )
+        elif self._store is None:
+            log.warning("task_state_store is not in the context: a retry finds its run by the run's cause")
 
     def load(self) -> StoredRun | None:
         if self._store is None:
@@ -380,7 +315,7 @@ class _RunStateStore:
         try:
             return StoredRun.from_state(self._store.get(STATE_STORE_KEY))
         except Exception as exc:
-            self._log.warning("could not read the task state store (%s); treating this try as the first", exc)
+            self._log.warning("could not read the task state store (%s); searching the runs' causes", exc)
             return None
 
     def save(self, stored: StoredRun) -> None:
@@ -392,6 +327,25 @@ class _RunStateStore:
             self._log.warning(
                 "could not persist dbt Cloud run %s in the task state store: %s", stored.run_id, exc
             )
+
+
+def _task_instance_ref(context: Context) -> TaskInstanceRef:
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return TaskInstanceRef(
+        dag_id=str(ti.dag_id),
+        run_id=str(context.get("run_id") or ti.run_id),
+        task_id=str(ti.task_id),
+        map_index=-1 if map_index is None else int(map_index),
+        try_number=int(getattr(ti, "try_number", 0) or 0),
+        max_tries=int(getattr(ti, "max_tries", 0) or 0),
+    )
+
+
+def _dag_run_start(context: Context) -> datetime | None:
+    """When this DAG run started (or became due): no try of it triggered a run before then."""
+    dag_run = context.get("dag_run")
+    return getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
 
 
 # --- run a job -------------------------------------------------------------------------------------
@@ -407,6 +361,8 @@ class DbtCloudRunJobOperator(BaseOperator):
     :param job_name: Name of the job, when it is looked up by name (exactly one match is required).
     :param account_id: dbt Cloud account; defaults to the connection's.
     :param trigger_reason: The run's ``cause``; defaults to one naming the DAG, task and DAG run.
+        The task instance's marker (``[airflow:<hash>:<try>:<max_tries>]``) is appended, the reason
+        shortened so both fit in 255 characters: a retry finds its run by it.
     :param steps_override: dbt commands to run instead of the job's.
     :param schema_override: Target schema override.
     :param additional_run_config: Trigger fields sent to dbt Cloud as they are, as the official
@@ -630,18 +586,17 @@ class DbtCloudRunJobOperator(BaseOperator):
         return job.id
 
     def _start_run(self, client: DbtCloudClient, job_id: int, context: Context) -> Run:
-        """Adopt, retry or trigger a run as :func:`decide_run_start` says; persist it before waiting."""
-        ti = context["ti"]
-        max_tries = int(getattr(ti, "max_tries", 0) or 0)
+        """Adopt, retry or trigger a run as :func:`plan_run_start` decides; persist it before waiting."""
+        ti = _task_instance_ref(context)
         store = _RunStateStore(context, self.log)
-        stored = store.load()
-        decision = decide_run_start(
+        decision = plan_run_start(
+            client,
             job_id=job_id,
-            max_tries=max_tries,
-            stored=stored,
-            stored_status=self._status_of(client, stored.run_id) if stored else None,
+            ti=ti,
+            stored=store.load(),
+            since=_dag_run_start(context),
             retry_from_failure=self.retry_from_failure,
-            in_flight_run_id=self._in_flight_run(client, job_id) if self.reuse_existing_run else None,
+            reuse_existing_run=self.reuse_existing_run,
         )
         if decision.action is RunStart.ADOPT and decision.run_id is not None:
             self.log.info(
@@ -657,29 +612,20 @@ class DbtCloudRunJobOperator(BaseOperator):
             )
             run = client.retry_run(decision.run_id)
         else:
-            run = client.trigger_run(job_id, self._trigger_options(context))
+            run = client.trigger_run(job_id, self._trigger_options(context, ti))
             self.log.info("triggered dbt Cloud run %s of job %s", run.id, job_id)
-        store.save(StoredRun(run.id, job_id, int(getattr(ti, "try_number", 0) or 0), max_tries))
+        store.save(StoredRun(run.id, job_id, ti.try_number, ti.max_tries))
         return run
 
-    def _status_of(self, client: DbtCloudClient, run_id: int) -> RunStatus | None:
-        try:
-            return client.get_run(run_id).status
-        except DbtCloudNotFoundError:
-            self.log.warning("run %s of a previous try no longer exists in dbt Cloud", run_id)
-            return None
-
-    def _in_flight_run(self, client: DbtCloudClient, job_id: int) -> int | None:
-        runs = client.list_runs(job_id=job_id, status=list(_IN_FLIGHT), order_by="-id", limit=1)
-        return runs[0].id if runs else None
-
-    def _trigger_options(self, context: Context) -> TriggerRunOptions:
+    def _trigger_options(self, context: Context, ti: TaskInstanceRef) -> TriggerRunOptions:
+        """Every trigger field; the cause always ends with the task instance's marker (<= 255 chars),
+        also when ``additional_run_config`` sets it."""
         fields, overrides = self._trigger_fields()
         if overrides:
             self.log.warning("%s", _overrides_message(overrides))
-        cause = fields.pop("cause", None) or self._default_cause(context)
+        cause = compose_cause(fields.pop("cause", None) or self._default_cause(context), ti)
         if self.openlineage_inject_parent_job_info:
-            cause = self._openlineage_cause(context, cause)
+            cause = self._openlineage_cause(context, cause, ti)
         return TriggerRunOptions.with_cause(cause, **fields)
 
     def _trigger_fields(self, *, static: bool = False) -> tuple[dict[str, Any], list[RunConfigOverride]]:
@@ -723,17 +669,18 @@ class DbtCloudRunJobOperator(BaseOperator):
         except (ValueError, DbtCloudConfigError) as exc:
             raise ValueError(f"{self.task_id}: {exc}") from None
 
-    def _openlineage_cause(self, context: Context, cause: str) -> str:
-        """The cause replaced by this task's OpenLineage parent run (JSON), when it can be."""
-        parent = parent_run_cause(context["ti"], MAX_CAUSE_LENGTH)
-        if parent is None:
+    def _openlineage_cause(self, context: Context, cause: str, ti: TaskInstanceRef) -> str:
+        """The cause replaced by this task's OpenLineage parent run (JSON, marker added), if it fits."""
+        parent = parent_run_cause(context["ti"], lineage_room(ti))
+        marked = compose_lineage_cause(parent, ti) if parent is not None else None
+        if marked is None:
             self.log.warning(
                 "%s: OpenLineage parent run not injected (no OpenLineage provider, or it does not fit "
                 "in %d characters); the run's cause stays %r",
                 self.task_id, MAX_CAUSE_LENGTH, cause,
             )  # fmt: skip
             return cause
-        return parent
+        return marked
 
     def _default_cause(self, context: Context) -> str:
         ti = context["ti"]

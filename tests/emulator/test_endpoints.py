@@ -195,6 +195,30 @@ def test_list_runs_filters_order_and_pagination(emu: DbtCloudEmulator, client: h
     assert all(r["run_steps"] for r in with_steps["data"])
 
 
+def test_list_runs_created_at_range(emu: DbtCloudEmulator, client: httpx.Client) -> None:
+    """``created_at__range``: two date-times, bounds included, in every spelling of a list filter."""
+    a, job_id = emu.account_id, emu.world.job_ids["success"]
+    run = client.post(f"/api/v2/accounts/{a}/jobs/{job_id}/run/", json={"cause": "t"}).json()["data"]
+    created = run["created_at"]
+    url, template = f"/api/v2/accounts/{a}/runs/", f"{V2}/runs/"
+    far = "2999-01-01T00:00:00Z"
+    spellings: list[Any] = [
+        {"created_at__range": f'["{created}","{far}"]'},
+        {"created_at__range": f"{created},{far}"},
+        [("created_at__range", created), ("created_at__range", far)],
+    ]
+    for params in spellings:
+        body = check(client.get(url, params=params), "v2", template)
+        assert [r["id"] for r in body["data"]] == [run["id"]], params
+    before = check(client.get(url, params={"created_at__range": f"2000-01-01T00:00:00Z,{created[:4]}-01-01"}),
+                   "v2", template)  # fmt: skip
+    assert before["data"] == []
+    for bad in ("yesterday,today", created, f"{created},{far},{far}"):
+        response = client.get(url, params={"created_at__range": bad})
+        assert response.status_code == 400, bad
+        assert "created_at__range" in response.json()["data"]
+
+
 def test_cancel_run(emu: DbtCloudEmulator, client: httpx.Client) -> None:
     a = emu.account_id
     run = client.post(f"/api/v2/accounts/{a}/jobs/{emu.world.job_ids['long']}/run/", json={"cause": "t"})
@@ -245,6 +269,8 @@ def test_failed_run_retry_and_job_rerun(emu: DbtCloudEmulator, client: httpx.Cli
                  f"{V2}/runs/{{run_id}}/retry/", "post")  # fmt: skip
     assert body["data"]["id"] != run_id
     assert body["data"]["job_definition_id"] == job_id
+    assert body["data"]["retrying_run_id"] == run_id  # the retry names the run it retries
+    assert "retrying_run_id" not in failed  # strict: the spec's field is an integer, never null
     rerun = check(client.post(f"/api/v2/accounts/{a}/jobs/{job_id}/rerun/"), "v2",
                   f"{V2}/jobs/{{job_id}}/rerun/", "post")  # fmt: skip
     assert rerun["data"]["id"] > body["data"]["id"]

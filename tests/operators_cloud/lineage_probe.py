@@ -25,6 +25,7 @@ def main() -> None:
             DbtCloudRunJobOperator(
                 task_id="run_job", job_id=emulator.world.job_ids["success"], check_interval=0.1,
                 deferrable=False, openlineage_inject_parent_job_info=True,
+                trigger_reason="A reason far longer than a cause may be. " * 10,
             )  # fmt: skip
         result = run_dag(dag)
         print(f"TASK_STATE={result.state('run_job')}", flush=True)

@@ -15,6 +15,8 @@ import pytest
 from support.cloud_operators import SECRET_TOKEN
 from support.openlineage_probe import complete_event, datasets, run_probe
 
+from airflow_dbt_provider.cloud.run_start import LINEAGE_MARKER_KEY, RunMark
+
 PROBE = Path(__file__).with_name("lineage_probe.py")
 
 
@@ -33,7 +35,12 @@ def test_run_job_complete_event_has_the_runs_datasets(tmp_path: Path) -> None:
     assert SECRET_TOKEN not in events_file.read_text()
     # openlineage_inject_parent_job_info: the run's cause names this task's OpenLineage run.
     (cause,) = [line.split("=", 1)[1] for line in proc.stdout.splitlines() if line.startswith("RUN_CAUSE=")]
-    assert len(cause) <= 255
-    parent = json.loads(cause)["parent"]
+    assert len(cause) <= 255  # with a 420-character trigger_reason
+    payload = json.loads(cause)
+    mark = RunMark.parse(payload[LINEAGE_MARKER_KEY])  # a retry finds the run by it
+    assert mark is not None
+    assert mark.try_number == 1
+    assert RunMark.parse(cause) == mark
+    parent = payload["parent"]
     assert parent["run"]["runId"] == event["run"]["runId"]
     assert parent["job"] == {"namespace": "adp-tests", "name": "dbt_cloud_lineage_probe.run_job"}

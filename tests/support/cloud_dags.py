@@ -116,13 +116,19 @@ def _register(dag: DAG) -> None:
     under that bundle's name from an empty folder, so nothing else is parsed.
     """
     import tempfile
+    from inspect import signature
 
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    try:
+        from airflow.dag_processing.dagbag import BundleDagBag, DagBag, sync_bag_to_db
+    except ImportError:  # Airflow < 3.2 keeps them in airflow.models.dagbag
+        from airflow.models.dagbag import BundleDagBag, DagBag, sync_bag_to_db  # type: ignore[no-redef]
 
     DagBundlesManager().sync_bundles_to_db()
     with tempfile.TemporaryDirectory() as empty:
-        bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty), bundle_name="dags-folder")
+        named = {"bundle_name": "dags-folder"} if "bundle_name" in signature(DagBag).parameters else {}
+        bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty), **named)  # no name before 3.2
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
 import json
 import logging
 import re
@@ -28,6 +29,7 @@ from airflow_dbt_provider.testing.dbt_cloud_emulator.validation import (
     BadRequest,
     check_job,
     check_trigger,
+    datetime_range_param,
     int_list_param,
     int_param,
     json_body,
@@ -441,7 +443,14 @@ class App:
             "pk": int_param(q, "pk"),
             "pk__in": int_list_param(q, "pk__in"),
             "id__gt": int_param(q, "id__gt"),
+            "created_at__range": q.get("created_at__range"),  # echoed as given
         }
+        created_range = datetime_range_param(q, "created_at__range")
+
+        def created_at(run: Run) -> float:  # at the microseconds the API shows, as clients compare
+            wall = self.state.clock.wall_time(run.created)
+            return dt.datetime.fromtimestamp(wall, dt.timezone.utc).timestamp()
+
         now = self.state.clock.now()
         runs = []
         for run in self.state.runs.values():
@@ -459,6 +468,7 @@ class App:
                 filters["pk"] in (None, run.id),
                 filters["pk__in"] is None or run.id in filters["pk__in"],
                 filters["id__gt"] is None or run.id > filters["id__gt"],
+                created_range is None or created_range[0] <= created_at(run) <= created_range[1],
             ]
             if all(checks):
                 runs.append(run)

@@ -424,6 +424,8 @@ class Renderer:
             "is_error": prog.status == ERROR,
             "is_cancelled": prog.status == 30,
             "is_running": prog.status == 3,
+            # The spec names the field without its direction; here the retry names the run it retries.
+            "retrying_run_id": run.retry_of,
             "can_retry": prog.status == ERROR,
             "retry_not_supported_reason": None
             if prog.status == ERROR or not prog.is_complete

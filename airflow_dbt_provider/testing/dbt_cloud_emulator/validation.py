@@ -10,6 +10,7 @@ request the real service takes.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -218,3 +219,42 @@ def page_params(query: dict[str, list[str]]) -> tuple[int, int]:
             "offset must be >= 0.", {"offset": ["Ensure this value is greater than or equal to 0."]}
         )
     return limit, offset
+
+
+def datetime_range_param(query: dict[str, list[str]], name: str) -> tuple[float, float] | None:
+    """A ``*__range`` filter (two RFC 3339 date-times, bounds included) as epoch seconds.
+
+    The spec types it as an array of date-times without saying how it is spelled in a query, so the
+    spellings clients use for ``status__in`` are accepted: repeated, ``a,b`` or ``["a","b"]``.
+    """
+    values = query.get(name)
+    if not values:
+        return None
+    parts: list[str] = []
+    for value in values:
+        text = value.strip()
+        try:
+            decoded = json.loads(text) if text.startswith("[") else None
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, list):
+            parts.extend(str(v) for v in decoded)
+        else:
+            parts.extend(p for p in text.strip("[]").split(",") if p.strip())
+    error = BadRequest(
+        f"Query parameter {name} must be two date-times, e.g. "
+        f'{name}=["2026-01-01T00:00:00Z","2026-01-02T00:00:00Z"].',
+        {name: [f"Expected two ISO 8601 date-times, got {values!r}."]},
+    )
+    if len(parts) != 2:
+        raise error
+    bounds: list[float] = []
+    for part in parts:
+        try:
+            moment = dt.datetime.fromisoformat(part.strip().strip("'\"").replace("Z", "+00:00"))
+        except ValueError:
+            raise error from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        bounds.append(moment.timestamp())
+    return bounds[0], bounds[1]
