@@ -42,7 +42,8 @@ async def test_a_herd_of_clients_shares_one_session_and_bounded_connections(
     emulator: DbtCloudEmulator,
 ) -> None:
     with ForwardProxy() as proxy:  # it sees one CONNECT per connection the herd opens
-        clients = [AsyncDbtCloudClient(settings_for(emulator, proxies={"https": proxy.url})) for _ in range(80)]
+        settings = settings_for(emulator, proxies={"https": proxy.url})
+        clients = [AsyncDbtCloudClient(settings) for _ in range(80)]
         accounts = await asyncio.gather(*(c.get_account() for c in clients))
         assert {a.id for a in accounts} == {emulator.account_id}
         assert len({id(c._session) for c in clients}) == 1
@@ -56,7 +57,9 @@ async def test_a_herd_of_clients_shares_one_session_and_bounded_connections(
     assert len(loop_pool()) == 0
 
 
-async def test_clients_with_other_wire_settings_share_the_loops_one_session(emulator: DbtCloudEmulator) -> None:
+async def test_clients_with_other_wire_settings_share_the_loops_one_session(
+    emulator: DbtCloudEmulator,
+) -> None:
     async with (
         AsyncDbtCloudClient(settings_for(emulator)) as a,
         AsyncDbtCloudClient(settings_for(emulator, timeout=5.0, verify=False)) as b,
@@ -116,7 +119,8 @@ async def test_an_unreadable_ca_bundle_is_a_config_error_naming_it(
     with pytest.raises(DbtCloudConfigError, match=r"gone\.pem"):
         await client.get_account()
     assert len(loop_pool()) == 0
-    await asyncio.to_thread(ca_copy.write_bytes, Path(str(emulator.ca_cert_path)).read_bytes())
+    pem = await asyncio.to_thread(Path(str(emulator.ca_cert_path)).read_bytes)
+    await asyncio.to_thread(ca_copy.write_bytes, pem)
     assert (await client.get_account()).id == emulator.account_id  # the failure was not kept
     await client.aclose()
 
