@@ -143,6 +143,27 @@ async def test_chunked_and_gzip_bodies_are_decoded() -> None:
     assert len(heads) == 1
 
 
+async def test_a_cookie_one_token_got_never_rides_on_another_tokens_request() -> None:
+    async def serve(reader: _Recording, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.request()
+            cookie = (
+                b"Set-Cookie: sessionid=first-tokens-session; Path=/\r\n" if len(reader.heads) == 1 else b""
+            )
+            writer.write(OK.replace(b"\r\n\r\n", b"\r\n" + cookie + b"\r\n", 1))
+            await writer.drain()
+
+    async with raw_server(serve) as (url, heads):
+        url = url.replace("127.0.0.1", "localhost")  # cookie jars drop cookies of IP addresses
+        async with AsyncDbtCloudClient(raw_settings(url)) as first:
+            second = AsyncDbtCloudClient(raw_settings(url, token="dbtc_another-token"))
+            assert (await first.get_account()).id == 7  # answered with a session cookie
+            assert (await second.get_account()).id == 7  # on the shared session
+            assert (await first.get_account()).id == 7
+            await second.aclose()
+    assert [b"cookie:" in head.lower() for head in heads] == [False, False, False]
+
+
 async def stall(reader: _Recording, writer: asyncio.StreamWriter) -> None:
     """Read the request, then say nothing (longer than any test waits)."""
     await reader.request()
