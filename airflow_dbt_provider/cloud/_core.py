@@ -23,6 +23,7 @@ from airflow_dbt_provider.cloud.errors import (
     DbtCloudTransientError,
 )
 from airflow_dbt_provider.cloud.models import RunStatus
+from airflow_dbt_provider.cloud.retry import is_retryable_status, parse_retry_after
 from airflow_dbt_provider.cloud.settings import ClientSettings
 
 #: The API's page size ceiling.
@@ -55,25 +56,55 @@ class ApiCall:
         return replace(self, params=params)
 
 
-def announce_retry(
-    logger: logging.Logger,
-    settings: ClientSettings,
-    call: ApiCall,
-    attempt: int,
-    retry_after: float | None,
-    reason: str,
-) -> float:
-    """The backoff before the next attempt, logged once; the sync and async clients only sleep it."""
-    delay = settings.retry.delay(attempt, retry_after)
-    logger.warning(
-        "dbt Cloud: %s for %s (attempt %d of %d); retrying in %.1fs",
-        reason,
-        call.what,
-        attempt,
-        settings.retry.max_attempts,
-        delay,
-    )
-    return delay
+class RetrySchedule:
+    """When to resend one call and how long to wait first, free of I/O (as httpx's ``BaseClient``).
+
+    Both clients run the same loop: send; on an answer or a failure ask the schedule, which either
+    returns the seconds to sleep before the next attempt (logged once, here) or raises the error
+    the caller gets. They differ only in how they send and sleep. A request that may have reached
+    dbt Cloud is resent only when the call is idempotent (see :mod:`retry`), so a trigger-run POST
+    that may have started a run is never sent twice.
+    """
+
+    def __init__(self, call: ApiCall, settings: ClientSettings, logger: logging.Logger) -> None:
+        self.call = call
+        self.settings = settings
+        self.logger = logger
+        #: The attempt being made (1-based).
+        self.attempt = 1
+
+    def after_status(self, status: int, body: bytes | str, retry_after: str | None) -> float:
+        """The wait before resending after a non-2xx answer, or raise the error for it."""
+        policy = self.settings.retry
+        if is_retryable_status(status, idempotent=self.call.idempotent) and policy.should_retry(self.attempt):
+            return self._next(parse_retry_after(retry_after), f"HTTP {status}")
+        raise error_for_status(self.call, self.settings, status, body, self.attempt)
+
+    def after_failure(self, exc: BaseException, *, reached_server: bool) -> float:
+        """The wait before resending after a request that got no answer, or raise the error for it.
+
+        ``reached_server``: the request may have been received (read timeout, connection lost after
+        sending); False only when it certainly was not (refused, connect timeout, proxy refusal).
+        """
+        if (reached_server and not self.call.idempotent) or not self.settings.retry.should_retry(
+            self.attempt
+        ):
+            raise transport_error(self.call, self.settings, exc, self.attempt) from None
+        return self._next(None, redact(type(exc).__name__, self.settings))
+
+    def _next(self, retry_after: float | None, reason: str) -> float:
+        retry = self.settings.retry
+        delay = retry.delay(self.attempt, retry_after)
+        self.logger.warning(
+            "dbt Cloud: %s for %s (attempt %d of %d); retrying in %.1fs",
+            reason,
+            self.call.what,
+            self.attempt,
+            retry.max_attempts,
+            delay,
+        )
+        self.attempt += 1
+        return delay
 
 
 def headers(settings: ClientSettings) -> dict[str, str]:

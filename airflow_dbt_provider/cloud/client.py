@@ -26,11 +26,9 @@ from airflow_dbt_provider.cloud import _endpoints as ep
 from airflow_dbt_provider.cloud._core import (
     ApiCall,
     Pager,
-    announce_retry,
-    error_for_status,
+    RetrySchedule,
     headers,
     parse_json,
-    redact,
     require_account,
     tls_error,
     transport_error,
@@ -39,7 +37,6 @@ from airflow_dbt_provider.cloud._core import (
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError, DbtCloudLookupError, DbtCloudResponseError
 from airflow_dbt_provider.cloud.models import Account, Environment, Job, Project, Run, RunStatus
 from airflow_dbt_provider.cloud.options import TriggerRunOptions
-from airflow_dbt_provider.cloud.retry import is_retryable_status, parse_retry_after
 from airflow_dbt_provider.cloud.settings import ClientSettings, Transport, resolve_transport
 
 log = logging.getLogger(__name__)
@@ -118,10 +115,8 @@ class DbtCloudClient:
 
     def _send(self, call: ApiCall, *, stream: bool = False) -> requests.Response:
         """Send with retries; return a 2xx response or raise the matching :class:`DbtCloudError`."""
-        policy = self.settings.retry
-        attempt = 0
+        schedule = RetrySchedule(call, self.settings, log)
         while True:
-            attempt += 1
             try:
                 response = self._session.request(
                     call.method,
@@ -136,26 +131,14 @@ class DbtCloudClient:
             except requests.exceptions.SSLError as exc:
                 raise tls_error(call, self.settings, exc, self.transport.verify) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if not (_not_sent(exc) or call.idempotent) or not policy.should_retry(attempt):
-                    raise transport_error(call, self.settings, exc, attempt) from None
-                self._wait(call, attempt, None, redact(type(exc).__name__, self.settings))
+                time.sleep(schedule.after_failure(exc, reached_server=not _not_sent(exc)))
                 continue
             log.debug("dbt Cloud %s %s -> %d", call.method, call.path, response.status_code)
             if response.ok:
                 return response
             body = response.content
             response.close()
-            status = response.status_code
-            if is_retryable_status(status, idempotent=call.idempotent) and policy.should_retry(attempt):
-                self._wait(
-                    call, attempt, parse_retry_after(response.headers.get("Retry-After")), f"HTTP {status}"
-                )
-                continue
-            raise error_for_status(call, self.settings, status, body, attempt)
-
-    def _wait(self, call: ApiCall, attempt: int, retry_after: float | None, reason: str) -> None:
-        delay = announce_retry(log, self.settings, call, attempt, retry_after, reason)
-        time.sleep(delay)
+            time.sleep(schedule.after_status(response.status_code, body, response.headers.get("Retry-After")))
 
     def _json(self, call: ApiCall) -> Any:
         response = self._send(call)

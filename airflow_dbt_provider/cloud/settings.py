@@ -1,9 +1,9 @@
 """Client settings and their one-time resolution into what goes on the wire.
 
-Both clients (requests, and the async one on :mod:`wire`) must reach the same host through the
+Both clients (requests, and the async one on aiohttp) must reach the same host through the
 same proxy and trust the same certificates. Left alone they would not: requests reads
-``REQUESTS_CA_BUNDLE`` and lets it override a session's ``verify``; an asyncio connection reads
-nothing. So the environment is read here, once, into a :class:`Transport`, and both clients are
+``REQUESTS_CA_BUNDLE`` and lets it override a session's ``verify``; aiohttp reads neither
+CA variable. So the environment is read here, once, into a :class:`Transport`, and both clients are
 handed the result with their own environment handling turned off.
 """
 

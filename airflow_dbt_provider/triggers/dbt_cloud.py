@@ -17,10 +17,10 @@ Design choices, each against a failure users of other providers hit:
   still deferred elsewhere; so the task instance's state is read through the Task SDK first and the
   run is cancelled only when the task is no longer deferred.
 * ``cleanup`` releases local resources (the lease on the shared HTTP transport) only.
-* **Cheap at scale.** Hundreds of triggers share one triggerer: they share one HTTP transport
-  and SSL context per host (``cloud/pool.py``) and one connection lookup per connection id
-  (for :data:`CONNECTION_CACHE_TTL_S`); their first polls are spread over one poll interval so a
-  herd never polls in step; a status is logged when it changes, not at every poll.
+* **Cheap at scale.** Hundreds of triggers share one triggerer: they share one aiohttp session
+  per event loop and one SSL context per CA bundle (``cloud/pool.py``), and one connection lookup
+  per connection id (for :data:`CONNECTION_CACHE_TTL_S`); their first polls are spread over one
+  poll interval so a herd never polls in step; a status is logged when it changes, not at every poll.
 
 Only JSON primitives are serialized; the connection is resolved asynchronously in the triggerer
 (``aget_connection``), never from the metadata database.

@@ -1,4 +1,4 @@
-"""The per-loop shared HTTP pool: sharing, per-request tokens, lifetime, SSL and lookup caches."""
+"""The per-loop shared aiohttp session: sharing, per-request tokens, lifetime, SSL and lookup caches."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 from support.dbt_cloud_client import SECRET_TOKEN, settings_for
+from support.forward_proxy import ForwardProxy
 
 from airflow_dbt_provider.cloud import AsyncDbtCloudClient, DbtCloudAuthError, DbtCloudConfigError
-from airflow_dbt_provider.cloud.pool import MAX_LANES, LoopCache, PoolKey, loop_pool, ssl_context
+from airflow_dbt_provider.cloud.pool import MAX_CONNECTIONS_PER_HOST, LoopCache, loop_pool, ssl_context
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator
 
 
-async def test_clients_of_one_host_share_one_transport_but_send_their_own_token(
+async def test_clients_of_one_host_share_one_session_but_send_their_own_token(
     emulator: DbtCloudEmulator,
 ) -> None:
     good = AsyncDbtCloudClient(settings_for(emulator))
@@ -26,36 +27,45 @@ async def test_clients_of_one_host_share_one_transport_but_send_their_own_token(
     assert (await good.get_account()).id == emulator.account_id  # the wrong token did not stick
     pool = loop_pool()
     assert len(pool) == 1
-    assert good._shared is wrong._shared
-    assert good._shared is not None
-    assert good._shared.lanes == 1  # sequential requests reuse one warm connection
+    assert good._session is wrong._session
+    session = good._session
+    assert session is not None
     await good.aclose()
     assert len(pool) == 1  # still leased by the other client
-    shared = wrong._shared
     await wrong.aclose()
     assert len(pool) == 0
-    assert shared.lanes == 0  # the last lease closed its connections
+    assert session.closed  # the last lease closed its connections
 
 
-async def test_a_herd_of_clients_builds_one_transport_and_bounded_lanes(emulator: DbtCloudEmulator) -> None:
-    clients = [AsyncDbtCloudClient(settings_for(emulator)) for _ in range(40)]
-    accounts = await asyncio.gather(*(c.get_account() for c in clients))
-    assert {a.id for a in accounts} == {emulator.account_id}
-    shared = {id(c._shared) for c in clients}
-    assert len(shared) == 1
-    assert clients[0]._shared is not None
-    assert 1 <= clients[0]._shared.lanes <= MAX_LANES
-    await asyncio.gather(*(c.aclose() for c in clients))
+async def test_a_herd_of_clients_shares_one_session_and_bounded_connections(
+    emulator: DbtCloudEmulator,
+) -> None:
+    with ForwardProxy() as proxy:  # it sees one CONNECT per connection the herd opens
+        settings = settings_for(emulator, proxies={"https": proxy.url})
+        clients = [AsyncDbtCloudClient(settings) for _ in range(80)]
+        accounts = await asyncio.gather(*(c.get_account() for c in clients))
+        assert {a.id for a in accounts} == {emulator.account_id}
+        assert len({id(c._session) for c in clients}) == 1
+        assert 1 <= len(proxy.records) <= MAX_CONNECTIONS_PER_HOST
+        # Polled one after the other, the herd reuses the warm connections it opened.
+        opened = len(proxy.records)
+        for client in clients:
+            await client.get_account()
+        assert len(proxy.records) == opened
+        await asyncio.gather(*(c.aclose() for c in clients))
     assert len(loop_pool()) == 0
 
 
-async def test_different_wire_settings_get_different_transports(emulator: DbtCloudEmulator) -> None:
+async def test_clients_with_other_wire_settings_share_the_loops_one_session(
+    emulator: DbtCloudEmulator,
+) -> None:
     async with (
         AsyncDbtCloudClient(settings_for(emulator)) as a,
-        AsyncDbtCloudClient(settings_for(emulator, timeout=5.0)) as b,
+        AsyncDbtCloudClient(settings_for(emulator, timeout=5.0, verify=False)) as b,
     ):
-        assert a._shared is not b._shared
-        assert len(loop_pool()) == 2
+        assert a._session is b._session
+        assert (await a.get_account()).id == (await b.get_account()).id
+        assert len(loop_pool()) == 1
     assert len(loop_pool()) == 0
 
 
@@ -66,32 +76,17 @@ async def test_closing_an_unused_client_and_closing_twice_are_harmless(emulator:
         assert (await client.get_account()).id == emulator.account_id
     await client.aclose()
     assert len(loop_pool()) == 0
+    assert (await client.get_account()).id == emulator.account_id  # leases again after a close
+    await client.aclose()
+    assert len(loop_pool()) == 0
 
 
-def test_pool_key_and_reprs_hold_no_secret() -> None:
-    key = PoolKey(
-        base_url="https://ab1.us1.dbt.com",
-        verify=True,
-        proxy="http://me:pr0xy-pw@proxy:3128",
-        timeout=30.0,
-        user_agent="ua",
-    )
-    assert "pr0xy-pw" not in repr(key)
-    assert key == PoolKey("https://ab1.us1.dbt.com", True, "http://me:pr0xy-pw@proxy:3128", 30.0, "ua")
-    assert key != PoolKey("https://ab1.us1.dbt.com", True, None, 30.0, "ua")
-
-
-async def test_transport_and_pool_reprs_hold_no_token_or_proxy_password(emulator: DbtCloudEmulator) -> None:
+async def test_client_and_pool_reprs_hold_no_token_or_proxy_password(emulator: DbtCloudEmulator) -> None:
     settings = settings_for(emulator, proxies={"all": "http://me:pr0xy-pw@127.0.0.1:9"})
-    client = AsyncDbtCloudClient(settings)
-    pool = loop_pool()
-    shared = await pool.acquire(client._key)
-    try:
-        for text in (repr(client), repr(client._key), repr(shared), repr(pool)):
+    async with AsyncDbtCloudClient(settings) as client:
+        for text in (repr(client), repr(loop_pool()), repr(client._session), repr(client._proxy)):
             assert SECRET_TOKEN not in text
             assert "pr0xy-pw" not in text
-    finally:
-        await pool.release(client._key)
 
 
 def test_ssl_contexts_are_cached_per_ca_file_and_rebuilt_when_it_changes(
@@ -123,6 +118,10 @@ async def test_an_unreadable_ca_bundle_is_a_config_error_naming_it(
     with pytest.raises(DbtCloudConfigError, match=r"gone\.pem"):
         await client.get_account()
     assert len(loop_pool()) == 0
+    pem = await asyncio.to_thread(Path(str(emulator.ca_cert_path)).read_bytes)
+    await asyncio.to_thread(ca_copy.write_bytes, pem)
+    assert (await client.get_account()).id == emulator.account_id  # the failure was not kept
+    await client.aclose()
 
 
 async def test_loop_cache_shares_one_lookup_and_never_keeps_failures() -> None:

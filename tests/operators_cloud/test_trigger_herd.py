@@ -1,4 +1,4 @@
-"""Many DbtCloudRunTriggers on one event loop: spread first polls, one transport, one lookup."""
+"""Many DbtCloudRunTriggers on one event loop: spread first polls, one session, one lookup."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_first_polls_spread_over_one_interval_and_never_past_the_deadline() -> N
     assert past._first_poll_delay() == 0.0
 
 
-async def test_a_herd_shares_one_transport_and_one_connection_lookup(
+async def test_a_herd_shares_one_session_and_one_connection_lookup(
     emulator: DbtCloudEmulator, client: DbtCloudClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lookups = 0
@@ -43,22 +43,22 @@ async def test_a_herd_shares_one_transport_and_one_connection_lookup(
     job = emulator.world.job_ids["success"]
     run_ids = [client.trigger_run(job, TriggerRunOptions(cause=f"herd {i}")).id for i in range(HERD)]
     triggers = [DbtCloudRunTrigger(run_id=r, poll_interval=0.1, end_time=time.time() + 120) for r in run_ids]
-    transports: set[int] = set()
+    sessions: set[int] = set()
 
     async def watch(t: DbtCloudRunTrigger) -> str:
         events = [e.payload["status"] async for e in t.run()]
         return str(events)
 
-    async def sample() -> None:  # which transports the triggers hold while they watch
+    async def sample() -> None:  # which sessions the triggers hold while they watch
         while True:
-            transports.update(id(c._shared) for c in (t._client for t in triggers) if c and c._shared)
+            sessions.update(id(c._session) for c in (t._client for t in triggers) if c and c._session)
             await asyncio.sleep(0.01)
 
     sampler = asyncio.create_task(sample())
     statuses = await asyncio.wait_for(asyncio.gather(*(watch(t) for t in triggers)), 120)
     sampler.cancel()
     assert statuses == ["['success']"] * HERD
-    assert len(transports) == 1
+    assert len(sessions) == 1
     assert lookups == 1
-    assert len(loop_pool()) == 0  # the last trigger's release closed the shared transport
+    assert len(loop_pool()) == 0  # the last trigger's release closed the shared session
     assert all(run_gets(emulator, r) for r in run_ids)
