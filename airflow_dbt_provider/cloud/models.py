@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow_dbt_provider.cloud.errors import DbtCloudResponseError
 
@@ -28,9 +28,6 @@ class RunStatus(IntEnum):
     SUCCESS = 10
     ERROR = 20
     CANCELLED = 30
-
-    #: Statuses a run never leaves: success, error, cancelled.
-    TERMINAL: ClassVar[frozenset[RunStatus]]
 
     @property
     def is_terminal(self) -> bool:
@@ -62,8 +59,8 @@ class RunStatus(IntEnum):
         raise DbtCloudResponseError(f"dbt Cloud sent unknown run status {value!r}")
 
 
+#: Statuses a run never leaves: success, error, cancelled.
 _TERMINAL = frozenset({RunStatus.SUCCESS, RunStatus.ERROR, RunStatus.CANCELLED})
-RunStatus.TERMINAL = _TERMINAL
 
 _STATUS_NAMES: dict[str, RunStatus] = {
     "queued": RunStatus.QUEUED,

@@ -1,4 +1,5 @@
-"""Options of a job run trigger, validated before anything is sent."""
+"""Options of a job run trigger, validated before anything is sent, and how an operator's
+parameters (and the official provider's ``additional_run_config``) become them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from airflow_dbt_provider.cloud.coerce import to_int, to_optional_int
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 
 MAX_CAUSE_LENGTH = 255
@@ -169,3 +171,67 @@ def merge_run_config(
         merged[name] = value
     merged["extra"] = extra
     return merged, overrides
+
+
+#: The operator parameters that are trigger fields, by the operator's names (``trigger_reason`` is
+#: the API's ``cause``): ``DbtCloudRunJobOperator`` templates, stores and sends exactly these.
+TRIGGER_PARAMETERS: tuple[str, ...] = (
+    "trigger_reason",
+    *(f.name for f in fields(TriggerRunOptions) if f.name not in {"cause", "extra"}),
+)
+
+
+def api_field(parameter: str) -> str:
+    """The API's name of a trigger parameter (``trigger_reason`` is ``cause``)."""
+    return "cause" if parameter == "trigger_reason" else parameter
+
+
+def explicit_fields(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Trigger fields by their API names from the operator's parameters: empty means not set,
+    integers may be rendered templates (``"8"``)."""
+    explicit: dict[str, Any] = {}
+    for parameter, value in parameters.items():
+        name = api_field(parameter)
+        if name in INT_FIELDS:
+            explicit[name] = to_optional_int(name, value)
+        elif name == "generate_docs_override":
+            explicit[name] = value
+        elif name == "steps_override":
+            explicit[name] = list(value) if value else None
+        else:
+            explicit[name] = value or None
+    return explicit
+
+
+def check_run_config(config: Any) -> dict[str, Any]:
+    """``additional_run_config`` as a dict, its typed entries checked under their own name."""
+    if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
+        raise ValueError(
+            "additional_run_config must be a dict of dbt Cloud trigger fields, e.g. "
+            f'{{"threads_override": 8}}, got {config!r}'
+        )
+    checked = dict(config)
+    for name, value in config.items():
+        if name not in TYPED_FIELDS or value is None:
+            continue
+        label = f"additional_run_config[{name!r}]"
+        if name in INT_FIELDS:
+            value = checked[name] = to_int(label, value)
+        try:
+            TriggerRunOptions(**{name: value})
+        except DbtCloudConfigError as exc:
+            text = str(exc)
+            raise ValueError(
+                label + text[len(name) :] if text.startswith(name) else f"{label}: {text}"
+            ) from None
+    return checked
+
+
+def describe_overrides(overrides: list[RunConfigOverride]) -> str:
+    """One warning for every explicit parameter ``additional_run_config`` replaced."""
+    parts = [
+        f"additional_run_config[{o.name!r}]={o.value!r} overrides "
+        f"{'trigger_reason' if o.name == 'cause' else o.name}={o.explicit!r}"
+        for o in overrides
+    ]
+    return "; ".join(parts) + " (additional_run_config wins, as in the official provider)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -58,13 +59,14 @@ class DbtCloudHook(BaseHook):
         """Client settings from the connection, looked up without blocking the event loop."""
         return settings_from_connection(await self.aget_connection(self.dbt_cloud_conn_id))
 
-    def get_client(self) -> DbtCloudClient:
-        """A sync client; close it (or use it as a context manager) when done."""
-        return DbtCloudClient(self.get_settings())
+    def get_client(self, account_id: int | None = None) -> DbtCloudClient:
+        """A sync client (of ``account_id`` instead of the connection's, when given); close it (or
+        use it as a context manager) when done. The operators and the sensor make theirs here."""
+        return DbtCloudClient(with_account(self.get_settings(), account_id))
 
-    async def aget_client(self) -> AsyncDbtCloudClient:
-        """An async client for triggers; ``aclose()`` it (or ``async with``) when done."""
-        return AsyncDbtCloudClient(await self.aget_settings())
+    async def aget_client(self, account_id: int | None = None) -> AsyncDbtCloudClient:
+        """An async client; ``aclose()`` it (or ``async with``) when done."""
+        return AsyncDbtCloudClient(with_account(await self.aget_settings(), account_id))
 
     def test_connection(self) -> tuple[bool, str]:
         """Authenticate for real (fetch the account) and explain any failure in plain words."""
@@ -90,6 +92,11 @@ class DbtCloudHook(BaseHook):
         except DbtCloudError as exc:
             return False, str(exc)
         return True, f"Connected to dbt Cloud account {account.id} ({account.name}) at {settings.access_url}."
+
+
+def with_account(settings: ClientSettings, account_id: int | None) -> ClientSettings:
+    """``settings`` for ``account_id`` (a task's ``account_id``) instead of the connection's account."""
+    return settings if account_id is None else replace(settings, account_id=account_id)
 
 
 def settings_from_connection(conn: Any) -> ClientSettings:

@@ -1,36 +1,23 @@
 """Operators that drive dbt Cloud: run a job, fetch artifacts, list jobs and runs, cancel a run.
 
-Parameter names, XCom keys (``job_run_id``, ``job_run_url``) and return values follow
-``apache-airflow-providers-dbt-cloud`` wherever the meaning is the same, so moving a DAG over means
-changing its imports (see ``docs/dbt_cloud_operators.md``). What differs is what hurt users:
-
-* **No duplicate runs on retry, on every Airflow.** Every run's ``cause`` ends with a marker of the
-  task instance, the try and its ``max_tries``; a new try finds its task instance's newest run among
-  the job's runs by it (:mod:`airflow_dbt_provider.cloud.run_start`), which survives what the task
-  state store does not (Airflow < 3.3 has none; a clear may wipe it; a worker may die before the
-  write). The store (3.3) still remembers retries of failed runs, which carry no cause. A new try
-  adopts its run when it is still in flight, retries it from the failed step with
-  ``retry_from_failure``, and triggers a fresh run when it succeeded, was cancelled (a kill cancels
-  it) or a user cleared the task (``max_tries`` changed) (:func:`decide_run_start`).
-* **Timeouts cancel the run.** ``timeout`` is a deadline for the run; when it passes the run is
-  cancelled and the task fails saying so, in blocking and deferrable mode alike.
-* **Kills cancel the run**, in blocking mode here (``on_kill``) and while deferred in the trigger.
-* **Failures explain themselves**: the failing step names and the tail of their logs.
+Parameter names, XCom keys (``job_run_id``, ``job_run_url``) and return values are those of
+``apache-airflow-providers-dbt-cloud`` (``docs/dbt_cloud_operators.md`` says where we differ and
+why). The operators are the Airflow side only: how a try gets its run (adopt, retry or trigger)
+is decided in :mod:`airflow_dbt_provider.cloud.run_start`, what a run looks like in the task log,
+XCom and errors in :mod:`airflow_dbt_provider.cloud.reports`, the trigger fields are checked in
+:mod:`airflow_dbt_provider.cloud.options`, and the connection, account and client come from
+:class:`~airflow_dbt_provider.dbt_cloud_base.DbtCloudBaseOperator`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import Asset, AssetAlias, conf
 
 from airflow_dbt_provider.assets import built_assets
 from airflow_dbt_provider.cloud import (
@@ -40,16 +27,25 @@ from airflow_dbt_provider.cloud import (
     Job,
     Run,
     RunStatus,
-    RunStep,
     TriggerRunOptions,
 )
+from airflow_dbt_provider.cloud.coerce import is_deferred, to_int, to_optional_int
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 from airflow_dbt_provider.cloud.options import (
-    INT_FIELDS,
     MAX_CAUSE_LENGTH,
-    TYPED_FIELDS,
+    TRIGGER_PARAMETERS,
     RunConfigOverride,
+    check_run_config,
+    describe_overrides,
+    explicit_fields,
     merge_run_config,
+)
+from airflow_dbt_provider.cloud.reports import (
+    StepLogStream,
+    failure_message,
+    log_step_summary,
+    run_summary,
+    took,
 )
 from airflow_dbt_provider.cloud.run_start import (
     RunStart,
@@ -62,7 +58,7 @@ from airflow_dbt_provider.cloud.run_start import (
     lineage_room,
     plan_run_start,
 )
-from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
+from airflow_dbt_provider.dbt_cloud_base import DEFAULT_CONN_ID, DbtCloudBaseOperator, DbtCloudRunError
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
 from airflow_dbt_provider.links.dbt_cloud import (
     JOB_RUN_ID_KEY,
@@ -70,263 +66,21 @@ from airflow_dbt_provider.links.dbt_cloud import (
     DbtCloudRunLink,
     record_run_url,
 )
+from airflow_dbt_provider.task_state import TaskStateStore
 from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DEFAULT_CONN_ID = DbtCloudHook.default_conn_name
 #: XCom key of the JSON summary of a finished run (status, duration, steps, failed steps).
 RUN_SUMMARY_KEY = "dbt_cloud_run_summary"
 #: Task state store key of the run a try started; survives retries (XComs do not).
 STATE_STORE_KEY = "dbt_cloud_run"
-#: Lines of a failed step's log quoted in the task's error.
-LOG_TAIL_LINES = 40
-DEFAULT_TIMEOUT = 7 * 24 * 60 * 60
+#: How long a run may take by default before it is cancelled (``timeout``): 7 days.
+DEFAULT_RUN_TIMEOUT = 7 * 24 * 60 * 60
 DEFAULT_CHECK_INTERVAL = 60
-
-
-class DbtCloudRunError(AirflowException):
-    """A dbt Cloud run failed, was cancelled, timed out, or could not be watched."""
-
-
-# --- helpers shared by the operators -------------------------------------------------------------
-
-
-def dbt_cloud_client(conn_id: str, account_id: int | None) -> DbtCloudClient:
-    settings = DbtCloudHook(dbt_cloud_conn_id=conn_id).get_settings()
-    if account_id is not None:
-        settings = replace(settings, account_id=to_int("account_id", account_id))
-    return DbtCloudClient(settings)
-
-
-def to_int(name: str, value: Any) -> int:
-    """An id from an int or a rendered template (``"123"``), with an error that says what was wrong."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        return int(str(value).strip()) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number (or a template rendering to one), got {value!r}") from None
-
-
-def to_optional_int(name: str, value: Any) -> int | None:
-    return None if value is None or value == "" else to_int(name, value)
-
-
-def is_deferred(value: Any) -> bool:
-    """True for a value only known at run time: a Jinja template, an XComArg or another object."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, list | tuple):
-        return any(is_deferred(v) for v in value)
-    if isinstance(value, Mapping):
-        return any(is_deferred(v) for v in value.values())
-    return value is not None and not isinstance(value, int | float | bool)
-
-
-def _tail(text: str | None, lines: int = LOG_TAIL_LINES) -> str:
-    if not text:
-        return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-def _failed_steps(run: Run) -> list[RunStep]:
-    return [s for s in run.run_steps if s.status in (RunStatus.ERROR, RunStatus.CANCELLED)]
-
-
-def run_summary(run: Run, url: str) -> dict[str, Any]:
-    """A JSON-ready summary of a run for XCom: status, duration, steps and the failed ones."""
-    return {
-        "run_id": run.id,
-        "job_id": run.job_id,
-        "status": run.status.name.lower(),
-        "status_code": int(run.status),
-        "status_message": run.status_message,
-        "duration_seconds": run.duration_seconds,
-        "url": url,
-        "steps": [
-            {
-                "index": s.index,
-                "name": s.name,
-                "status": None if s.status is None else s.status.name.lower(),
-                "duration_seconds": s.duration_seconds,
-            }
-            for s in run.run_steps
-        ],
-        "failed_steps": [s.name for s in _failed_steps(run)],
-    }
-
-
-def run_to_dict(run: Run, url: str | None = None, include_related: Sequence[str] = ()) -> dict[str, Any]:
-    """A run as JSON primitives, for the list operators' return values; with ``include_related``,
-    each requested relation under its own key, as dbt Cloud sent it (``None`` when it sent none)."""
-    related = {name: run.related.get(name) for name in include_related}
-    return related | {
-        "id": run.id,
-        "job_definition_id": run.job_id,
-        "project_id": run.project_id,
-        "environment_id": run.environment_id,
-        "status": int(run.status),
-        "status_humanized": run.status.name.lower(),
-        "status_message": run.status_message,
-        "trigger_cause": run.trigger_cause,
-        "git_branch": run.git_branch,
-        "git_sha": run.git_sha,
-        "created_at": None if run.created_at is None else run.created_at.isoformat(),
-        "started_at": None if run.started_at is None else run.started_at.isoformat(),
-        "finished_at": None if run.finished_at is None else run.finished_at.isoformat(),
-        "duration_seconds": run.duration_seconds,
-        "href": url or run.href,
-    }
-
-
-def failure_message(run: Run, url: str) -> str:
-    """Why the run did not succeed: failing step names and the tail of their logs."""
-    if run.status is RunStatus.CANCELLED:
-        head = f"dbt Cloud run {run.id} was cancelled in dbt Cloud"
-    else:
-        head = f"dbt Cloud run {run.id} failed"
-    if run.status_message:
-        head += f": {run.status_message}"
-    parts = [f"{head} ({url})"]
-    for step in _failed_steps(run):
-        if run.status is RunStatus.CANCELLED and step.status is RunStatus.CANCELLED:
-            parts.append(f"step {step.index} '{step.name}' was cancelled")
-            continue
-        parts.append(f"step {step.index} '{step.name}' failed; last lines of its log:")
-        tail = _tail(step.logs) or _tail(step.truncated_debug_logs)
-        parts.append(tail or "(dbt Cloud returned no log for this step)")
-    return "\n".join(parts)
-
-
-class _StepLogStream:
-    """Writes run-step log lines into the task log as steps start and finish.
-
-    Lines already written are remembered per step, so each line appears once however often the
-    run is polled; a step's lines are written when its status changes, not on every poll.
-    """
-
-    def __init__(self, log: Any) -> None:
-        self._log = log
-        self._status: dict[int, RunStatus | None] = {}
-        self._lines_written: dict[int, int] = {}
-
-    def update(self, run: Run, *, final: bool = False) -> None:
-        for position, step in enumerate(run.run_steps):
-            key = step.index if step.index is not None else position
-            changed = key not in self._status or self._status[key] != step.status
-            self._status[key] = step.status
-            if changed:
-                status = "pending" if step.status is None else step.status.name.lower()
-                self._log.info("dbt Cloud step %s '%s': %s", step.index, step.name, status)
-            if changed or final:
-                self._write(key, step)
-
-    def _write(self, key: int, step: RunStep) -> None:
-        lines = (step.logs or "").splitlines()
-        start = self._lines_written.get(key, 0)
-        for line in lines[start:]:
-            self._log.info("  | %s", line)
-        self._lines_written[key] = max(start, len(lines))
-
-
-def _took(seconds: float | None) -> str:
-    """`` in 12.5s`` — or nothing, since the API may omit durations (the spec leaves them optional)."""
-    return "" if seconds is None else f" in {seconds:g}s"
-
-
-def _log_step_summary(log: Any, run: Run) -> None:
-    """One line per step, and the full log of each step that failed."""
-    for step in run.run_steps:
-        status = "pending" if step.status is None else step.status.name.lower()
-        log.info("dbt Cloud step %s '%s': %s%s", step.index, step.name, status, _took(step.duration_seconds))
-        if step.status in (RunStatus.ERROR, RunStatus.CANCELLED):
-            for line in (step.logs or step.truncated_debug_logs or "").splitlines():
-                log.info("  | %s", line)
-
-
-def _checked_run_config(config: Any) -> dict[str, Any]:
-    """``additional_run_config`` as a dict, its typed entries checked under their own name."""
-    if not isinstance(config, Mapping) or not all(isinstance(k, str) for k in config):
-        raise ValueError(
-            "additional_run_config must be a dict of dbt Cloud trigger fields, e.g. "
-            f'{{"threads_override": 8}}, got {config!r}'
-        )
-    checked = dict(config)
-    for name, value in config.items():
-        if name not in TYPED_FIELDS or value is None:
-            continue
-        label = f"additional_run_config[{name!r}]"
-        if name in INT_FIELDS:
-            value = checked[name] = to_int(label, value)
-        try:
-            TriggerRunOptions(**{name: value})
-        except DbtCloudConfigError as exc:
-            text = str(exc)
-            raise ValueError(
-                label + text[len(name) :] if text.startswith(name) else f"{label}: {text}"
-            ) from None
-    return checked
-
-
-def _overrides_message(overrides: list[RunConfigOverride]) -> str:
-    """One warning for every explicit parameter ``additional_run_config`` replaced."""
-    parts = [
-        f"additional_run_config[{o.name!r}]={o.value!r} overrides "
-        f"{'trigger_reason' if o.name == 'cause' else o.name}={o.explicit!r}"
-        for o in overrides
-    ]
-    return "; ".join(parts) + " (additional_run_config wins, as in the official provider)"
-
-
-@functools.cache
-def has_task_state_store() -> bool:
-    """Whether this Airflow has the task state store (AIP-103, Airflow 3.3); decided once per process."""
-    try:
-        from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class _RunStateStore:
-    """The task state store entry of this task instance (map index included), failure-tolerant.
-
-    Losing it loses little: the run's cause marker finds the runs this task instance triggered
-    (:mod:`airflow_dbt_provider.cloud.run_start`). So an Airflow without a store (before 3.3) is one
-    line in the task log, and a store that fails is a warning, never a task failure.
-    """
-
-    def __init__(self, context: Context, log: Any) -> None:
-        self._store = context.get("task_state_store") if has_task_state_store() else None
-        self._log = log
-        if not has_task_state_store():
-            log.info(
-                "this Airflow has no task state store (Airflow 3.3+): a retry finds its dbt Cloud run by "
-                "the marker in the run's cause"
-            )
-        elif self._store is None:
-            log.warning("task_state_store is not in the context: a retry finds its run by the run's cause")
-
-    def load(self) -> StoredRun | None:
-        if self._store is None:
-            return None
-        try:
-            return StoredRun.from_state(self._store.get(STATE_STORE_KEY))
-        except Exception as exc:
-            self._log.warning("could not read the task state store (%s); searching the runs' causes", exc)
-            return None
-
-    def save(self, stored: StoredRun) -> None:
-        if self._store is None:
-            return
-        try:
-            self._store.set(STATE_STORE_KEY, stored.to_state())
-        except Exception as exc:
-            self._log.warning(
-                "could not persist dbt Cloud run %s in the task state store: %s", stored.run_id, exc
-            )
+#: What a try does when the task state store is absent or fails.
+WITHOUT_STORE = "a retry finds its dbt Cloud run by the marker in the run's cause"
 
 
 def _task_instance_ref(context: Context) -> TaskInstanceRef:
@@ -351,15 +105,16 @@ def _dag_run_start(context: Context) -> datetime | None:
 # --- run a job -------------------------------------------------------------------------------------
 
 
-class DbtCloudRunJobOperator(BaseOperator):
+class DbtCloudRunJobOperator(DbtCloudBaseOperator):
     """Run a dbt Cloud job and (by default) wait for it, without ever starting a duplicate on retry.
 
-    :param dbt_cloud_conn_id: Airflow connection of type ``dbt_cloud_api`` (or the official ``dbt_cloud``).
+    Parameters of :class:`~airflow_dbt_provider.dbt_cloud_base.DbtCloudBaseOperator` (the connection,
+    ``account_id``, ``hook_params``) and:
+
     :param job_id: The job to run. Alternatively give ``project_name``, ``environment_name`` and ``job_name``.
     :param project_name: Project of the job, when it is looked up by name.
     :param environment_name: Environment of the job, when it is looked up by name.
     :param job_name: Name of the job, when it is looked up by name (exactly one match is required).
-    :param account_id: dbt Cloud account; defaults to the connection's.
     :param trigger_reason: The run's ``cause``; defaults to one naming the DAG, task and DAG run.
         The task instance's marker (``[airflow:<hash>:<try>:<max_tries>]``) is appended, the reason
         shortened so both fit in 255 characters: a retry finds its run by it.
@@ -383,8 +138,6 @@ class DbtCloudRunJobOperator(BaseOperator):
         parent (and root) run as JSON, as the official provider does, so lineage consumers reading dbt
         Cloud runs can link them to the Airflow task. Needs the ``openlineage`` extra. Independently,
         with OpenLineage enabled the task's own events carry the datasets the run read and built.
-    :param hook_params: Accepted for compatibility with the official provider and ignored: retries and
-        timeouts are set on the connection (extras ``timeout``, ``retry_max_attempts``, ...).
     :param durable: Airflow's ``ResumableJobMixin`` flag, accepted for compatibility. ``True`` (the
         default) is what this operator always does: the run is kept in the task state store and a
         retry reconnects to it. ``False`` is ignored, with a warning: a retry never starts a duplicate.
@@ -392,27 +145,13 @@ class DbtCloudRunJobOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = (
-        "dbt_cloud_conn_id",
+        *DbtCloudBaseOperator.template_fields,
         "job_id",
         "project_name",
         "environment_name",
         "job_name",
-        "account_id",
-        "trigger_reason",
-        "steps_override",
-        "schema_override",
         "additional_run_config",
-        "git_branch",
-        "git_sha",
-        "dbt_version_override",
-        "target_name_override",
-        "threads_override",
-        "timeout_seconds_override",
-        "generate_docs_override",
-        "github_pull_request_id",
-        "gitlab_merge_request_id",
-        "azure_pull_request_id",
-        "non_native_pull_request_id",
+        *TRIGGER_PARAMETERS,
     )
     template_fields_renderers = {"additional_run_config": "json", "steps_override": "json"}
     operator_extra_links = (DbtCloudRunLink(),)
@@ -443,7 +182,7 @@ class DbtCloudRunJobOperator(BaseOperator):
         azure_pull_request_id: int | str | None = None,
         non_native_pull_request_id: int | str | None = None,
         wait_for_termination: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_RUN_TIMEOUT,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         retry_from_failure: bool = False,
         reuse_existing_run: bool = False,
@@ -457,7 +196,9 @@ class DbtCloudRunJobOperator(BaseOperator):
     ) -> None:
         if asset_alias:
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), AssetAlias(name=asset_alias)]
-        super().__init__(**kwargs)
+        super().__init__(
+            dbt_cloud_conn_id=dbt_cloud_conn_id, account_id=account_id, hook_params=hook_params, **kwargs
+        )
         if job_id is None and not (project_name and environment_name and job_name):
             raise ValueError(
                 f"{self.task_id}: give job_id, or all of project_name, environment_name and job_name "
@@ -469,27 +210,14 @@ class DbtCloudRunJobOperator(BaseOperator):
             raise ValueError(
                 f"{self.task_id}: check_interval must be a positive number of seconds, got {check_interval!r}"
             )
-        self.dbt_cloud_conn_id = dbt_cloud_conn_id
+        parameters = locals()  # the trigger fields, by name: listed once, in TRIGGER_PARAMETERS
+        for name in TRIGGER_PARAMETERS:
+            setattr(self, name, parameters[name])
         self.job_id = job_id
         self.project_name = project_name
         self.environment_name = environment_name
         self.job_name = job_name
-        self.account_id = account_id
-        self.trigger_reason = trigger_reason
-        self.steps_override = steps_override
-        self.schema_override = schema_override
         self.additional_run_config = {} if additional_run_config is None else additional_run_config
-        self.git_branch = git_branch
-        self.git_sha = git_sha
-        self.dbt_version_override = dbt_version_override
-        self.target_name_override = target_name_override
-        self.threads_override = threads_override
-        self.timeout_seconds_override = timeout_seconds_override
-        self.generate_docs_override = generate_docs_override
-        self.github_pull_request_id = github_pull_request_id
-        self.gitlab_merge_request_id = gitlab_merge_request_id
-        self.azure_pull_request_id = azure_pull_request_id
-        self.non_native_pull_request_id = non_native_pull_request_id
         self.wait_for_termination = wait_for_termination
         self.timeout = float(timeout)
         self.check_interval = float(check_interval)
@@ -498,14 +226,9 @@ class DbtCloudRunJobOperator(BaseOperator):
         self.deferrable = deferrable
         self.cancel_on_kill = cancel_on_kill
         self.asset_alias = asset_alias
-        self.hook_params = hook_params or {}
         self.run_id: int | None = None
         self._lineage_artifacts: tuple[Any, Any] | None = None
         self.openlineage_inject_parent_job_info = openlineage_inject_parent_job_info
-        if self.hook_params:
-            self.log.warning(
-                "%s: hook_params is ignored; set timeouts and retries on the connection instead", self.task_id
-            )
         self.durable = durable
         if not durable:
             self.log.warning(
@@ -519,7 +242,7 @@ class DbtCloudRunJobOperator(BaseOperator):
 
     def execute(self, context: Context) -> int:
         record_run_url(self, "")  # a new try: no job_run_url until the run exists
-        with self._new_client() as client:
+        with self.new_client() as client:
             job_id = self._resolve_job_id(client)
             run = self._start_run(client, job_id, context)
             self.run_id = run.id
@@ -550,7 +273,7 @@ class DbtCloudRunJobOperator(BaseOperator):
             )
         self.run_id = int(event["run_id"])
         status = event["status"]
-        with self._new_client() as client:
+        with self.new_client() as client:
             if status == "timeout":
                 self._cancel_after_timeout(client, self.run_id)
             if status == "failed":
@@ -566,15 +289,12 @@ class DbtCloudRunJobOperator(BaseOperator):
             return
         self.log.info("task killed: cancelling dbt Cloud run %s", self.run_id)
         try:
-            with self._new_client() as client:
+            with self.new_client() as client:
                 client.cancel_run(self.run_id)
         except DbtCloudError as exc:
             self.log.warning("could not cancel dbt Cloud run %s: %s", self.run_id, exc)
 
     # --- starting the run ------------------------------------------------------------------------
-
-    def _new_client(self) -> DbtCloudClient:
-        return dbt_cloud_client(self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id))
 
     def _resolve_job_id(self, client: DbtCloudClient) -> int:
         if self.job_id is not None and self.job_id != "":
@@ -588,12 +308,12 @@ class DbtCloudRunJobOperator(BaseOperator):
     def _start_run(self, client: DbtCloudClient, job_id: int, context: Context) -> Run:
         """Adopt, retry or trigger a run as :func:`plan_run_start` decides; persist it before waiting."""
         ti = _task_instance_ref(context)
-        store = _RunStateStore(context, self.log)
+        store = TaskStateStore(context, self.log, without=WITHOUT_STORE)
         decision = plan_run_start(
             client,
             job_id=job_id,
             ti=ti,
-            stored=store.load(),
+            stored=StoredRun.from_state(store.get(STATE_STORE_KEY)),
             since=_dag_run_start(context),
             retry_from_failure=self.retry_from_failure,
             reuse_existing_run=self.reuse_existing_run,
@@ -614,7 +334,7 @@ class DbtCloudRunJobOperator(BaseOperator):
         else:
             run = client.trigger_run(job_id, self._trigger_options(context, ti))
             self.log.info("triggered dbt Cloud run %s of job %s", run.id, job_id)
-        store.save(StoredRun(run.id, job_id, ti.try_number, ti.max_tries))
+        store.set(STATE_STORE_KEY, StoredRun(run.id, job_id, ti.try_number, ti.max_tries).to_state())
         return run
 
     def _trigger_options(self, context: Context, ti: TaskInstanceRef) -> TriggerRunOptions:
@@ -622,7 +342,7 @@ class DbtCloudRunJobOperator(BaseOperator):
         also when ``additional_run_config`` sets it."""
         fields, overrides = self._trigger_fields()
         if overrides:
-            self.log.warning("%s", _overrides_message(overrides))
+            self.log.warning("%s", describe_overrides(overrides))
         cause = compose_cause(fields.pop("cause", None) or self._default_cause(context), ti)
         if self.openlineage_inject_parent_job_info:
             cause = self._openlineage_cause(context, cause, ti)
@@ -637,25 +357,13 @@ class DbtCloudRunJobOperator(BaseOperator):
         def value(v: Any) -> Any:
             return None if static and is_deferred(v) else v
 
-        steps = value(self.steps_override)
-        explicit = {
-            "cause": value(self.trigger_reason) or None,
-            "steps_override": list(steps) if steps else None,
-            "schema_override": value(self.schema_override) or None,
-            "git_branch": value(self.git_branch) or None,
-            "git_sha": value(self.git_sha) or None,
-            "dbt_version_override": value(self.dbt_version_override) or None,
-            "target_name_override": value(self.target_name_override) or None,
-            "generate_docs_override": value(self.generate_docs_override),
-        }
-        for name in sorted(INT_FIELDS):
-            explicit[name] = to_optional_int(name, value(getattr(self, name)))
+        explicit = explicit_fields({name: value(getattr(self, name)) for name in TRIGGER_PARAMETERS})
         config = self.additional_run_config
         if static and is_deferred(config):
             config = (
                 {k: v for k, v in config.items() if not is_deferred(v)} if isinstance(config, Mapping) else {}
             )
-        return merge_run_config(explicit, _checked_run_config(config))
+        return merge_run_config(explicit, check_run_config(config))
 
     def _check_trigger_fields(self) -> None:
         """At DAG-parse time, every trigger field that is not a template: the error names the user's
@@ -695,7 +403,7 @@ class DbtCloudRunJobOperator(BaseOperator):
             trigger=DbtCloudRunTrigger(
                 run_id=run_id,
                 dbt_cloud_conn_id=self.dbt_cloud_conn_id,
-                account_id=to_optional_int("account_id", self.account_id),
+                account_id=self.account,
                 poll_interval=self.check_interval,
                 end_time=deadline,
                 cancel_on_kill=self.cancel_on_kill,
@@ -705,7 +413,7 @@ class DbtCloudRunJobOperator(BaseOperator):
 
     def _wait(self, context: Context, client: DbtCloudClient, run_id: int, deadline: float) -> int:
         """Poll until the run ends, streaming step logs; cancel it when the deadline passes."""
-        steps = _StepLogStream(self.log)
+        steps = StepLogStream(self.log)
         while True:
             try:
                 run = client.get_run(run_id, include_steps=True)
@@ -731,17 +439,17 @@ class DbtCloudRunJobOperator(BaseOperator):
         )
 
     def _finish(
-        self, context: Context, client: DbtCloudClient, run: Run, steps: _StepLogStream | None = None
+        self, context: Context, client: DbtCloudClient, run: Run, steps: StepLogStream | None = None
     ) -> int:
         """Log the steps, push the summary, and return the run id or raise why it did not succeed."""
         if steps is not None:
             steps.update(run, final=True)  # blocking: the lines not streamed yet
         else:
-            _log_step_summary(self.log, run)  # resumed or adopted at its end: summary, failures' logs
+            log_step_summary(self.log, run)  # resumed or adopted at its end: summary, failures' logs
         url = client.run_url(run)
         context["ti"].xcom_push(key=RUN_SUMMARY_KEY, value=run_summary(run, url))
         if run.status is RunStatus.SUCCESS:
-            self.log.info("dbt Cloud run %s succeeded%s", run.id, _took(run.duration_seconds))
+            self.log.info("dbt Cloud run %s succeeded%s", run.id, took(run.duration_seconds))
             lineage = openlineage_enabled()
             if self.asset_alias or lineage:
                 artifacts = self._run_artifacts(client, run)
@@ -792,285 +500,15 @@ class DbtCloudRunJobOperator(BaseOperator):
             return None
 
 
-# --- artifacts, listings, cancel --------------------------------------------------------------------
-
-
-class DbtCloudGetRunArtifactOperator(BaseOperator):
-    """Download one or several artifacts of a run, or return them as JSON.
-
-    :param run_id: The run.
-    :param path: Artifact path(s) under ``target/`` (``manifest.json``, ``run_results.json``, ...).
-    :param step: 1-based step index; defaults to the run's last step (as dbt Cloud does).
-    :param output_file_name: For one artifact: the file to write; default ``<run_id>_<path>``.
-    :param output_dir: For several artifacts: the directory to write them to; default the working dir.
-    :param return_json: Return the parsed JSON (a dict per path for several) instead of writing files.
-        Beware of XCom size limits with large manifests.
-    :return: The written file's path (one artifact), ``{path: file}`` (several), or the JSON.
-    """
-
-    template_fields: Sequence[str] = (
-        "dbt_cloud_conn_id",
-        "run_id",
-        "path",
-        "account_id",
-        "step",
-        "output_file_name",
-        "output_dir",
-    )
-
-    def __init__(
-        self,
-        *,
-        run_id: int | str,
-        path: str | list[str],
-        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
-        account_id: int | str | None = None,
-        step: int | str | None = None,
-        output_file_name: str | None = None,
-        output_dir: str | None = None,
-        return_json: bool = False,
-        hook_params: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.dbt_cloud_conn_id = dbt_cloud_conn_id
-        self.run_id = run_id
-        self.path = path
-        self.account_id = account_id
-        self.step = step
-        self.output_file_name = output_file_name
-        self.output_dir = output_dir
-        self.return_json = return_json
-        self.hook_params = hook_params or {}
-
-    def _paths(self) -> list[str]:
-        paths = [self.path] if isinstance(self.path, str) else list(self.path or [])
-        if not paths or any(not isinstance(p, str) or not p.strip() for p in paths):
-            raise ValueError(
-                f"{self.task_id}: path must be an artifact path or a list of them, got {self.path!r}"
-            )
-        if len(paths) > 1 and self.output_file_name:
-            raise ValueError(
-                f"{self.task_id}: output_file_name names one file; use output_dir for several paths"
-            )
-        return [p.strip().lstrip("/") for p in paths]
-
-    def execute(self, context: Context) -> Any:
-        run_id = to_int("run_id", self.run_id)
-        step = to_optional_int("step", self.step)
-        paths = self._paths()
-        with dbt_cloud_client(
-            self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
-        ) as client:
-            if self.return_json:
-                docs = {p: client.get_artifact_json(run_id, p, step=step) for p in paths}
-                return docs[paths[0]] if isinstance(self.path, str) else docs
-            files = {p: str(self._download(client, run_id, p, step)) for p in paths}
-        return files[paths[0]] if isinstance(self.path, str) else files
-
-    def _download(self, client: DbtCloudClient, run_id: int, path: str, step: int | None) -> Path:
-        name = self.output_file_name or f"{run_id}_{path}".replace("/", "-")
-        target = Path(name) if self.output_file_name else Path(self.output_dir or ".") / name
-        written = client.download_artifact(run_id, path, target, step=step)
-        self.log.info("wrote %s of dbt Cloud run %s to %s", path, run_id, written)
-        return written
-
-
-class DbtCloudListJobsOperator(BaseOperator):
-    """List the account's jobs (optionally of one project/environment); returns their ids.
-
-    :param order_by: ``id``, ``name``, ``created_at`` or ``updated_at``; prefix ``-`` for descending.
-    :param include_related: Accepted for compatibility with the official provider and ignored, with
-        a warning: this operator returns job ids, which relations do not change.
-    """
-
-    template_fields: Sequence[str] = ("dbt_cloud_conn_id", "account_id", "project_id", "environment_id")
-    _ORDER_FIELDS = ("id", "name", "created_at", "updated_at")
-
-    def __init__(
-        self,
-        *,
-        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
-        account_id: int | str | None = None,
-        project_id: int | str | None = None,
-        environment_id: int | str | None = None,
-        order_by: str | None = None,
-        include_related: list[str] | None = None,
-        hook_params: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.include_related = include_related
-        if include_related:
-            self.log.warning(
-                "%s: include_related is ignored: DbtCloudListJobsOperator returns job ids", self.task_id
-            )
-        if order_by and order_by.lstrip("-") not in self._ORDER_FIELDS:
-            raise ValueError(
-                f"{self.task_id}: order_by must be one of {', '.join(self._ORDER_FIELDS)} "
-                f"(prefix '-' for descending), got {order_by!r}"
-            )
-        self.dbt_cloud_conn_id = dbt_cloud_conn_id
-        self.account_id = account_id
-        self.project_id = project_id
-        self.environment_id = environment_id
-        self.order_by = order_by
-        self.hook_params = hook_params or {}
-
-    def execute(self, context: Context) -> list[int]:
-        with dbt_cloud_client(
-            self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
-        ) as client:
-            jobs = client.list_jobs(
-                project_id=to_optional_int("project_id", self.project_id),
-                environment_id=to_optional_int("environment_id", self.environment_id),
-            )
-        if self.order_by:
-            field = self.order_by.lstrip("-")
-            jobs = sorted(
-                jobs,
-                key=lambda j: (getattr(j, field) is None, getattr(j, field) or 0),
-                reverse=self.order_by.startswith("-"),
-            )
-        ids = [j.id for j in jobs]
-        self.log.info("dbt Cloud jobs: %s", ", ".join(f"{j.id} {j.name!r}" for j in jobs) or "none")
-        return ids
-
-
-class DbtCloudListRunsOperator(BaseOperator):
-    """List runs of the account or one job, newest first; returns them as dicts (or the latest only).
-
-    :param status_filter: A run status code or codes (1 queued, 2 starting, 3 running, 10 success,
-        20 error, 30 cancelled).
-    :param limit: At most this many runs (default 100; the API is paged).
-    :param include_related: Relations to add to each returned run, as the official provider does
-        (``["job", "environment"]``; also ``trigger``, ``repository``, ``run_steps``).
-    """
-
-    template_fields: Sequence[str] = (
-        "dbt_cloud_conn_id",
-        "account_id",
-        "job_id",
-        "order_by",
-        "include_related",
-    )
-
-    def __init__(
-        self,
-        *,
-        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
-        account_id: int | str | None = None,
-        job_id: int | str | None = None,
-        order_by: str | None = None,
-        status_filter: int | list[int] | None = None,
-        latest_only: bool = False,
-        limit: int | None = 100,
-        include_related: list[str] | None = None,
-        hook_params: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.dbt_cloud_conn_id = dbt_cloud_conn_id
-        self.account_id = account_id
-        self.job_id = job_id
-        self.order_by = order_by
-        self.status_filter = status_filter
-        self.latest_only = latest_only
-        self.limit = limit
-        self.include_related = include_related
-        if not is_deferred(include_related):
-            self._related()  # a bad value fails the DAG import, not a scheduled run
-        self.hook_params = hook_params or {}
-
-    def _related(self) -> list[str]:
-        """``include_related`` as a list of relation names (a rendered ``"job,environment"`` too)."""
-        value = self.include_related
-        names = value.split(",") if isinstance(value, str) else value
-        if names is None:
-            return []
-        if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n.strip() for n in names):
-            raise ValueError(
-                f"{self.task_id}: include_related must be a list of relation names such as "
-                f'["job", "environment"], got {value!r}'
-            )
-        return [n.strip() for n in names]
-
-    def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any] | None:
-        status: list[RunStatus | int] | None = None
-        if self.status_filter is not None:
-            codes = [self.status_filter] if isinstance(self.status_filter, int) else list(self.status_filter)
-            status = [RunStatus.parse(c) for c in codes]
-        related = self._related()
-        with dbt_cloud_client(
-            self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
-        ) as client:
-            runs = client.list_runs(
-                job_id=to_optional_int("job_id", self.job_id),
-                status=status,
-                order_by=self.order_by or "-id",
-                limit=1 if self.latest_only else self.limit,
-                include_related=related,
-            )
-            result = [run_to_dict(r, client.run_url(r), related) for r in runs]
-        self.log.info("found %d dbt Cloud run(s)", len(result))
-        if self.latest_only:
-            return result[0] if result else None
-        return result
-
-
-class DbtCloudCancelRunOperator(BaseOperator):
-    """Cancel a run and (by default) wait until dbt Cloud reports it ended; returns its final status.
-
-    A run that already ended is left as it is (cancelling is idempotent).
-    """
-
-    template_fields: Sequence[str] = ("dbt_cloud_conn_id", "account_id", "run_id")
-
-    def __init__(
-        self,
-        *,
-        run_id: int | str,
-        dbt_cloud_conn_id: str = DEFAULT_CONN_ID,
-        account_id: int | str | None = None,
-        wait_for_termination: bool = True,
-        timeout: float = 300,
-        check_interval: float = 5,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.run_id = run_id
-        self.dbt_cloud_conn_id = dbt_cloud_conn_id
-        self.account_id = account_id
-        self.wait_for_termination = wait_for_termination
-        self.timeout = float(timeout)
-        self.check_interval = float(check_interval)
-
-    def execute(self, context: Context) -> str:
-        run_id = to_int("run_id", self.run_id)
-        with dbt_cloud_client(
-            self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
-        ) as client:
-            run = client.get_run(run_id)
-            if run.is_terminal:
-                self.log.info("dbt Cloud run %s already ended (%s)", run_id, run.status.name.lower())
-                return run.status.name.lower()
-            run = client.cancel_run(run_id)
-            deadline = time.time() + self.timeout
-            while self.wait_for_termination and not run.is_terminal:
-                if time.time() >= deadline:
-                    raise DbtCloudRunError(
-                        f"dbt Cloud run {run_id} was asked to cancel but is still "
-                        f"{run.status.name.lower()} after {self.timeout:g}s"
-                    )
-                time.sleep(self.check_interval)
-                run = client.get_run(run_id)
-        self.log.info("dbt Cloud run %s is %s", run_id, run.status.name.lower())
-        return run.status.name.lower()
-
-
-#: Names of ``apache-airflow-providers-dbt-cloud``, so a migrated DAG only changes its imports.
-DbtCloudGetJobRunArtifactOperator = DbtCloudGetRunArtifactOperator
-DbtCloudListJobRunsOperator = DbtCloudListRunsOperator
+# The other operators live beside this one; importable from here as in the official provider.
+from airflow_dbt_provider.operators.dbt_cloud_runs import (  # noqa: E402
+    DbtCloudCancelRunOperator,
+    DbtCloudGetJobRunArtifactOperator,
+    DbtCloudGetRunArtifactOperator,
+    DbtCloudListJobRunsOperator,
+    DbtCloudListJobsOperator,
+    DbtCloudListRunsOperator,
+)
 
 __all__ = [
     "RUN_SUMMARY_KEY",
