@@ -140,3 +140,21 @@ def _results(run_results: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
     if not isinstance(results, list):
         raise ValueError("run_results.json has no 'results' list; is this a dbt run_results artifact?")
     return results
+
+
+def emit_asset_events(
+    context: Mapping[str, Any],
+    alias: str,
+    built: Iterable[BuiltAsset],
+    log: Any,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """One Asset event per built relation through the task's ``AssetAlias`` outlet ``alias``."""
+    from airflow.sdk import Asset, AssetAlias
+
+    events = context["outlet_events"][AssetAlias(name=alias)]
+    count = 0
+    for asset in built:
+        events.add(Asset(uri=asset.uri), extra={**(extra or {}), "unique_id": asset.unique_id})
+        count += 1
+    log.info("emitted %d Asset event(s) through alias %r", count, alias)

@@ -136,11 +136,17 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION_CORE,
-                "python-modules": ["airflow_dbt_provider.operators.dbt"],
+                "python-modules": [
+                    "airflow_dbt_provider.operators.dbt",
+                    "airflow_dbt_provider.operators.dbt_base",
+                ],
             },
             {
                 "integration-name": INTEGRATION_CLOUD,
-                "python-modules": ["airflow_dbt_provider.operators.dbt_cloud"],
+                "python-modules": [
+                    "airflow_dbt_provider.operators.dbt_cloud",
+                    "airflow_dbt_provider.operators.dbt_cloud_runs",
+                ],
             },
         ],
         "sensors": [

@@ -13,9 +13,10 @@ Both the dbt Core and the dbt Cloud operators keep a little state there for the 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Mapping
 from typing import Any
+
+from airflow_dbt_provider.logs import Logger
 
 
 @functools.cache
@@ -40,7 +41,7 @@ class TaskStateStore:
     """
 
     def __init__(
-        self, context: Mapping[str, Any], log: logging.Logger, *, without: str, warn_if_absent: bool = False
+        self, context: Mapping[str, Any], log: Logger, *, without: str, warn_if_absent: bool = False
     ) -> None:
         self._log = log
         self._without = without

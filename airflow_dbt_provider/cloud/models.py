@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_dbt_provider.cloud.errors import DbtCloudResponseError
 
@@ -29,10 +29,13 @@ class RunStatus(IntEnum):
     ERROR = 20
     CANCELLED = 30
 
+    #: Statuses a run never leaves: success, error, cancelled.
+    TERMINAL: ClassVar[frozenset[RunStatus]]
+
     @property
     def is_terminal(self) -> bool:
         """True once the run can no longer change: success, error or cancelled."""
-        return self in _TERMINAL
+        return self in RunStatus.TERMINAL
 
     @property
     def is_success(self) -> bool:
@@ -59,8 +62,7 @@ class RunStatus(IntEnum):
         raise DbtCloudResponseError(f"dbt Cloud sent unknown run status {value!r}")
 
 
-#: Statuses a run never leaves: success, error, cancelled.
-_TERMINAL = frozenset({RunStatus.SUCCESS, RunStatus.ERROR, RunStatus.CANCELLED})
+RunStatus.TERMINAL = frozenset({RunStatus.SUCCESS, RunStatus.ERROR, RunStatus.CANCELLED})
 
 _STATUS_NAMES: dict[str, RunStatus] = {
     "queued": RunStatus.QUEUED,

@@ -7,20 +7,15 @@ XCom, the text of the task's error, or lines in the task log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_dbt_provider.cloud.models import Run, RunStatus, RunStep
+from airflow_dbt_provider.logs import Logger
 
 #: Lines of a failed step's log quoted in the task's error.
 LOG_TAIL_LINES = 40
 #: Step statuses that make a step "failed" in a report.
 FAILED_STEP_STATUSES = frozenset({RunStatus.ERROR, RunStatus.CANCELLED})
-
-
-class Logger(Protocol):
-    """What the reports write to: a :class:`logging.Logger` (an operator's ``self.log``)."""
-
-    def info(self, msg: str, *args: Any) -> None: ...
 
 
 def tail(text: str | None, lines: int = LOG_TAIL_LINES) -> str:

@@ -57,7 +57,7 @@ LINEAGE_MARKER_KEY = "airflow_ti"
 #: How far before the DAG run's start the search still reads runs (dbt Cloud's clock may lag).
 CLOCK_SKEW = timedelta(hours=1)
 _MARKER = re.compile(rf"\[airflow:([0-9a-f]{{{TOKEN_LENGTH}}}):(\d+):(\d+)\]")
-_IN_FLIGHT = [RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING]
+_IN_FLIGHT = [status for status in RunStatus if status not in RunStatus.TERMINAL]
 
 
 # --- who is asking -----------------------------------------------------------------------------

@@ -87,21 +87,6 @@ class DbtTarget:
         """The dbt adapter type (``postgres``, ``snowflake``…) of this target."""
         return str(self.output["type"])
 
-    @property
-    def address(self) -> tuple[str | None, int | None]:
-        """``(host, port)`` of the warehouse when the target names them plainly, for Asset URIs.
-
-        dbt artifacts carry no host; a local run knows it from the connection, which lets
-        :func:`airflow_dbt_provider.assets.built_assets` use the postgres provider's URI format.
-        """
-        host, port = self.output.get("host"), self.output.get("port")
-        plain_host = host if isinstance(host, str) and host and not _is_template(host) else None
-        try:
-            plain_port = int(port) if port is not None and not _is_template(port) else None
-        except (TypeError, ValueError):
-            plain_port = None
-        return plain_host, plain_port
-
 
 class Secret(str):
     """Marks a value to be moved into :attr:`DbtTarget.env`; a ``str`` so mappings stay simple."""

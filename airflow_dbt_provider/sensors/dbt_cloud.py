@@ -16,33 +16,30 @@ from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_dbt_provider.cloud import DbtCloudTransientError, RunStatus
+from airflow_dbt_provider.cloud.coerce import to_int
+from airflow_dbt_provider.cloud.reports import failure_message
+from airflow_dbt_provider.dbt_cloud_base import DEFAULT_CONN_ID, DbtCloudBaseOperator, DbtCloudRunError
 from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_URL_KEY, DbtCloudRunLink, record_run_url
-from airflow_dbt_provider.operators.dbt_cloud import (
-    DEFAULT_CONN_ID,
-    DbtCloudRunError,
-    dbt_cloud_client,
-    failure_message,
-    to_int,
-    to_optional_int,
-)
 from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+#: How long the sensor waits by default (Airflow's ``timeout``): 7 days.
 DEFAULT_SENSOR_TIMEOUT = 7 * 24 * 60 * 60
 
 
-class DbtCloudRunSensor(BaseSensorOperator):
+class DbtCloudRunSensor(BaseSensorOperator, DbtCloudBaseOperator):
     """Succeed when a dbt Cloud run succeeds; fail when it errors or is cancelled.
 
+    Parameters of :class:`~airflow_dbt_provider.dbt_cloud_base.DbtCloudBaseOperator` (the connection,
+    ``account_id``, ``hook_params``) and:
+
     :param run_id: The run to watch (templated, e.g. ``"{{ ti.xcom_pull('run', key='job_run_id') }}"``).
-    :param dbt_cloud_conn_id: Airflow connection of type ``dbt_cloud_api`` (or the official ``dbt_cloud``).
-    :param account_id: dbt Cloud account; defaults to the connection's.
     :param deferrable: Wait in the triggerer; defaults to ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("dbt_cloud_conn_id", "run_id", "account_id")
+    template_fields: Sequence[str] = (*DbtCloudBaseOperator.template_fields, "run_id")
     operator_extra_links = (DbtCloudRunLink(),)
 
     def __init__(
@@ -58,19 +55,16 @@ class DbtCloudRunSensor(BaseSensorOperator):
         kwargs.setdefault("timeout", DEFAULT_SENSOR_TIMEOUT)
         if deferrable:
             kwargs.setdefault("poke_interval", 30)
-        super().__init__(**kwargs)
+        super().__init__(
+            dbt_cloud_conn_id=dbt_cloud_conn_id, account_id=account_id, hook_params=hook_params, **kwargs
+        )
         self.run_id = run_id
-        self.dbt_cloud_conn_id = dbt_cloud_conn_id
-        self.account_id = account_id
         self.deferrable = deferrable
-        self.hook_params = hook_params or {}
         self._url_pushed = False
 
     def poke(self, context: Context) -> bool:
         run_id = to_int("run_id", self.run_id)
-        with dbt_cloud_client(
-            self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
-        ) as client:
+        with self.new_client() as client:
             try:
                 run = client.get_run(run_id)
             except DbtCloudTransientError as exc:
@@ -97,7 +91,7 @@ class DbtCloudRunSensor(BaseSensorOperator):
             trigger=DbtCloudRunTrigger(
                 run_id=to_int("run_id", self.run_id),
                 dbt_cloud_conn_id=self.dbt_cloud_conn_id,
-                account_id=to_optional_int("account_id", self.account_id),
+                account_id=self.account,
                 poll_interval=self.poke_interval,
                 end_time=time.time() + float(self.timeout),
                 cancel_on_kill=False,
@@ -123,9 +117,7 @@ class DbtCloudRunSensor(BaseSensorOperator):
             )
         if status == "failed":
             raise DbtCloudRunError(f"could not watch dbt Cloud run {run_id}: {event.get('message')}")
-        with dbt_cloud_client(
-            self.dbt_cloud_conn_id, to_optional_int("account_id", self.account_id)
-        ) as client:
+        with self.new_client() as client:
             run = client.get_run(run_id, include_steps=True)
             raise DbtCloudRunError(failure_message(run, client.run_url(run)))
 

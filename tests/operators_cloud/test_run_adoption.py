@@ -18,7 +18,7 @@ from support.cloud_operators import posts, run_gets
 from airflow_dbt_provider.cloud import DbtCloudClient, RunStatus, TriggerRunOptions
 from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
 from airflow_dbt_provider.cloud.run_start import RunMark
-from airflow_dbt_provider.operators import dbt_cloud
+from airflow_dbt_provider import task_state
 from airflow_dbt_provider.operators.dbt_cloud import DbtCloudRunJobOperator
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator
 
@@ -30,8 +30,8 @@ NO_STORE_LINE = "this Airflow has no task state store"
 @pytest.fixture(params=["no_store", "store"])
 def store_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "no_store":
-        monkeypatch.setattr(dbt_cloud, "has_task_state_store", lambda: False)
-    elif not dbt_cloud.has_task_state_store():
+        monkeypatch.setattr(task_state, "has_task_state_store", lambda: False)
+    elif not task_state.has_task_state_store():
         pytest.skip("this Airflow has no task state store (3.3+)")
     return str(request.param)
 
@@ -101,7 +101,7 @@ def test_retry_adopts_its_in_flight_run(
 
 
 def test_retry_adopts_its_in_flight_run_after_the_store_was_wiped(emulator: DbtCloudEmulator) -> None:
-    if not dbt_cloud.has_task_state_store():
+    if not task_state.has_task_state_store():
         pytest.skip("this Airflow has no task state store (3.3+)")
     WIPED.clear()
     result = killed_then_adopted(emulator, "wiped", on_retry_callback=wipe_store)
@@ -113,7 +113,7 @@ def test_retry_adopts_past_100_newer_runs_of_the_job(
     emulator: DbtCloudEmulator, client: DbtCloudClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between the tries, other task instances start 150 runs of the same job."""
-    monkeypatch.setattr(dbt_cloud, "has_task_state_store", lambda: False)
+    monkeypatch.setattr(task_state, "has_task_state_store", lambda: False)
     job = emulator.world.job_ids["long"]
 
     def crowd(context: Any) -> None:
@@ -154,7 +154,7 @@ def test_retry_from_failure_follows_its_retries_without_the_store(
     emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Try 2 retries try 1's failed run; try 3 retries *that* retry (it carries no cause of ours)."""
-    monkeypatch.setattr(dbt_cloud, "has_task_state_store", lambda: False)
+    monkeypatch.setattr(task_state, "has_task_state_store", lambda: False)
     with make_dag("dbt_cloud_adopt_retry_chain", retries=2) as dag:
         DbtCloudRunJobOperator(
             task_id="run", job_id=emulator.world.job_ids["fail"], check_interval=0.1, retry_from_failure=True
@@ -171,7 +171,7 @@ def test_retry_from_failure_follows_its_retries_without_the_store(
 def test_long_trigger_reason_is_cut_to_255_and_the_retry_still_adopts(
     emulator: DbtCloudEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(dbt_cloud, "has_task_state_store", lambda: False)
+    monkeypatch.setattr(task_state, "has_task_state_store", lambda: False)
     result = killed_then_adopted(emulator, "long_reason", trigger_reason="Backfill of the orders mart " * 20)
     assert_adopted(emulator, result)
     (triggered,) = posts(emulator, "/run/")

@@ -63,7 +63,6 @@ def test_postgres_from_a_connection_uri() -> None:
     }
     assert dict(target.env) == {"DBT_ENV_SECRET_ADP_PASSWORD": SECRET}
     assert_no_secret_outside_env(target, SECRET)
-    assert target.address == ("db.internal", 5433)
 
 
 def test_postgres_extras_and_dbschema() -> None:
@@ -143,7 +142,6 @@ def test_duckdb_path_extensions_settings_and_secrets(tmp_path: Path) -> None:
 
 def test_duckdb_defaults_host_as_path_and_motherduck_token() -> None:
     assert build(conn("duckdb")).output == {"type": "duckdb", "path": ":memory:", "schema": "main"}
-    assert build(conn("duckdb")).address == (None, None)
     target = build(conn("duckdb", host="md:analytics", password=SECRET, schema="marts"))
     assert (target.output["path"], target.output["schema"]) == ("md:analytics", "marts")
     assert_no_secret_outside_env(target, SECRET)
