@@ -15,10 +15,10 @@ import pytest
 from support.cloud_dags import DagResult, make_dag, run_dag
 from support.cloud_operators import posts, run_gets
 
+from airflow_dbt_provider import task_state
 from airflow_dbt_provider.cloud import DbtCloudClient, RunStatus, TriggerRunOptions
 from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
 from airflow_dbt_provider.cloud.run_start import RunMark
-from airflow_dbt_provider import task_state
 from airflow_dbt_provider.operators.dbt_cloud import DbtCloudRunJobOperator
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator
 
