@@ -308,8 +308,8 @@ class DbtCloudRunTrigger(BaseTrigger):
                 if run.status is RunStatus.CANCELLED:
                     self.log.info("dbt Cloud run %s: cancel confirmed (status 30, cancelled)", self.run_id)
                 else:
-                    status = run.status.name.lower()
-                    self.log.info("dbt Cloud run %s: already %s; nothing to cancel", self.run_id, status)
+                    ended = run.status.name.lower()
+                    self.log.info("dbt Cloud run %s: already %s; nothing to cancel", self.run_id, ended)
         finally:
             settings.cancel()
             if settings.done() and not settings.cancelled():
@@ -322,26 +322,31 @@ class DbtCloudRunTrigger(BaseTrigger):
         return await self._settings()
 
     async def _cancel_and_confirm(self, settings: asyncio.Future[ClientSettings]) -> Run:
-        """Send the cancel on a client of our own; poll until dbt Cloud reports the run terminal.
+        """Cancel the run on a client of our own unless it already ended; return it once terminal.
 
         Our own client, because the trigger's ``cleanup()`` closes the shared one right after
         ``on_kill`` returns. A token rotated since the trigger started gets one fresh lookup.
         """
-        used = await settings
         try:
-            run = await self._send_cancel(used)
+            return await self._cancel_unless_ended(await settings)
         except DbtCloudAuthError:
-            used = await self._settings(fresh=True)
-            run = await self._send_cancel(used)
-        async with AsyncDbtCloudClient(used) as client:
+            return await self._cancel_unless_ended(await self._settings(fresh=True))
+
+    async def _cancel_unless_ended(self, settings: ClientSettings) -> Run:
+        """Cancel the run unless it already ended; poll until dbt Cloud reports it terminal.
+
+        A run that ended needs no cancel: e.g. its trigger was reassigned, fired on the other
+        triggerer and the task resumed before this one's ``on_kill`` ran (state "running").
+        """
+        async with AsyncDbtCloudClient(settings) as client:
+            run = await client.get_run(self.run_id)
+            if run.status.is_terminal:
+                return run
+            run = await client.cancel_run(self.run_id)
             while not run.status.is_terminal:
                 await asyncio.sleep(CANCEL_CONFIRM_POLL_S)
                 run = await client.get_run(self.run_id)
-        return run
-
-    async def _send_cancel(self, settings: ClientSettings) -> Run:
-        async with AsyncDbtCloudClient(settings) as client:
-            return await client.cancel_run(self.run_id)
+            return run
 
     async def kill_verdict(self) -> KillVerdict:
         """Cancel unless the task is still deferred in the try this trigger watches (a reassignment)."""

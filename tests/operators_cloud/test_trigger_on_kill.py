@@ -253,3 +253,20 @@ def test_try_number_round_trips_and_old_kwargs_still_load() -> None:
     assert DbtCloudRunTrigger(**kwargs).try_number == 3
     old = {k: v for k, v in kwargs.items() if k != "try_number"}  # serialized by 0.1
     assert DbtCloudRunTrigger(**old).try_number is None
+
+
+@pytest.mark.usefixtures("supervisor_comms")
+async def test_a_run_that_already_ended_is_not_cancelled(
+    task_in_flight: DagResult, emulator: DbtCloudEmulator, client: DbtCloudClient
+) -> None:
+    """Reassigned, fired on the other triggerer, task resumed ("running"): nothing left to cancel."""
+    set_state(task_in_flight, "running")
+    trigger = watching(task_in_flight, try_number=1)
+    emulator.set_speed(100_000)
+    for _ in range(100):
+        if client.get_run(trigger.run_id).is_terminal:
+            break
+        await asyncio.sleep(0.05)
+    await trigger.on_kill()
+    assert posts(emulator, "/cancel/") == []
+    assert client.get_run(trigger.run_id).status is RunStatus.SUCCESS
