@@ -181,9 +181,16 @@ def test_triggerer_restart_and_reassignment_keep_the_run(
     assert cancel_calls(cloud) == []
     assert len(trigger_calls(cloud)) == 1
     assert airflow.xcom(dag_id, run_id, "run_job") == job_run
-    # The woken triggerer did call on_kill (the reassignment path) and the guard held.
+    # A triggerer that lost the trigger did call on_kill (the reassignment path) and the guard held.
+    # Usually that is the woken one, with the task still deferred in the same try. On a loaded
+    # machine the trigger may move back to it (the second triggerer's heartbeat lapsed), fire
+    # there, and the second one's on_kill then finds the task resumed and the run ended.
     log = airflow.task_log_text(dag_id, run_id, "run_job")
-    assert f"dbt Cloud run {job_run}: task is still deferred (trigger reassigned); not cancelling" in log
+    guard_lines = (
+        f"dbt Cloud run {job_run}: task is still deferred (trigger reassigned); not cancelling",
+        f"dbt Cloud run {job_run}: already success; nothing to cancel",
+    )
+    assert any(line in log for line in guard_lines), log[-3000:]
 
 
 def _reassigned(api: AirflowApi, dag_id: str, run_id: str, owner: int | None) -> int | None:

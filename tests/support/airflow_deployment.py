@@ -158,11 +158,26 @@ class Component:
                 os.kill(pid, sig)
 
     def pause(self) -> None:
-        """SIGSTOP the whole component (e.g. a triggerer that stops heartbeating but lives on)."""
+        """SIGSTOP the whole component (e.g. a triggerer that stops heartbeating but lives on).
+
+        Marked in its log: Airflow's triggerer watchdog (``TriggerRunner.block_watchdog``) times
+        the stop as the event loop "blocked for N seconds" when it wakes up.
+        """
+        self._mark("SIGSTOP (paused by the test)")
         self.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         self.send_signal(signal.SIGCONT)
+        self._mark("SIGCONT (resumed by the test)")
+
+    def _mark(self, what: str) -> None:
+        if self._log is not None:
+            stamp = (
+                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+                + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+            )
+            self._log.write(f"===== {stamp} {what}\n".encode())
+            self._log.flush()
 
     def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         """Stop the component and its descendants: ``sig`` first, SIGKILL after ``timeout`` s.
