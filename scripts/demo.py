@@ -1,4 +1,4 @@
-"""`make demo`: run the example DAGs for real on embedded defaults and summarise what ran.
+"""`make demo`: run the example DAGs for real on Airflow's defaults, kill a deferred run, summarise.
 
 Everything stays under ``.demo/`` in the repository: a real Airflow deployment (api-server,
 scheduler, dag-processor, triggerer, LocalExecutor) in its own ``AIRFLOW_HOME`` on a SQLite
@@ -32,6 +32,11 @@ from support.airflow_deployment import AirflowDeployment  # noqa: E402
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator  # noqa: E402
 
 DEMO = REPO / ".demo"
+DEMO_DAGS = REPO / "scripts" / "demo_dags"
+#: dbt Cloud's status of a cancelled run.
+CANCELLED = 30
+#: How long the kill may take to reach dbt Cloud ([triggerer] on_kill_timeout is 30 s by default).
+CANCEL_WITHIN_S = 60.0
 
 
 def _connection(emulator: DbtCloudEmulator) -> str:
@@ -71,6 +76,57 @@ def _run_dags(deployment: AirflowDeployment) -> dict[str, tuple[str, float, dict
     return results
 
 
+def _kill_while_deferred(deployment: AirflowDeployment, emulator: DbtCloudEmulator) -> tuple[bool, str]:
+    """Mark a deferred dbt Cloud task failed; ``(True, ...)`` only if dbt Cloud shows its run cancelled."""
+    api = deployment.api()
+    dag_id = "dbt_cloud_kill_demo"
+    api.wait_for_dag(dag_id)
+    run_id = api.trigger_dag_run(dag_id, conf={"job_id": emulator.world.job_ids["long"]})
+    api.wait_for_task_state(dag_id, run_id, "run_job", {"deferred"}, timeout=300)
+    job_run = int(api.xcom(dag_id, run_id, "run_job", key="job_run_id"))
+    api.wait_for(
+        f"the triggerer to watch dbt Cloud run {job_run}",
+        lambda: len(_run_reads(emulator, job_run)) >= 2 or None,  # the task's check, then the trigger's
+        timeout=300,
+    )
+    api.set_task_state(dag_id, run_id, "run_job", "failed")
+    marked = time.monotonic()
+    # Watch the emulator's request log (no API call of our own) for the trigger's cancel, then
+    # ask dbt Cloud once what became of the run.
+    while time.monotonic() - marked < CANCEL_WITHIN_S and not _cancels(emulator, job_run):
+        time.sleep(0.25)
+    seconds = time.monotonic() - marked
+    status = _run_status(emulator, job_run)
+    api.set_paused(dag_id, True)
+    verdict = "cancelled" if status == CANCELLED else f"NOT cancelled (status {status})"
+    return status == CANCELLED, f"run {job_run} {verdict} {seconds:.1f}s after the task was marked failed"
+
+
+def _run_reads(emulator: DbtCloudEmulator, run_id: int) -> list[object]:
+    return [r for r in emulator.requests() if r.method == "GET" and r.path.endswith(f"/runs/{run_id}/")]
+
+
+def _cancels(emulator: DbtCloudEmulator, run_id: int) -> list[object]:
+    suffix = f"/runs/{run_id}/cancel/"
+    return [
+        r for r in emulator.requests() if r.method == "POST" and r.path.endswith(suffix) and r.status == 200
+    ]
+
+
+def _run_status(emulator: DbtCloudEmulator, run_id: int) -> int:
+    """The run's status as dbt Cloud (the emulator's API) reports it."""
+    from airflow_dbt_provider.cloud import ClientSettings, DbtCloudClient
+
+    settings = ClientSettings(
+        access_url=emulator.base_url,
+        account_id=emulator.account_id,
+        token=emulator.token,
+        verify=str(emulator.ca_cert_path),
+    )
+    with DbtCloudClient(settings) as client:
+        return int(client.get_run(run_id).status)
+
+
 def _duckdb_tables(path: Path) -> list[tuple[str, int]]:
     import duckdb
 
@@ -107,8 +163,15 @@ def main() -> int:
             "DBT_CLOUD_ARTIFACTS_DIR": str(DEMO / "dbt_cloud_artifacts"),
             "DBT_CLOUD_EXAMPLE_POKE_INTERVAL": "2",
         }
+        # Airflow's defaults (SQLite, LocalExecutor, default heartbeats and intervals): the demo
+        # sets only what a deployment cannot do without (see DEFAULTS_SETTINGS in the harness);
+        # no other setting is needed for it to finish.
         deployment = AirflowDeployment(
-            dag_folders=[REPO / "example_dags"], home=DEMO / "airflow", name="demo", env=env
+            dag_folders=[REPO / "example_dags", DEMO_DAGS],
+            home=DEMO / "airflow",
+            name="demo",
+            env=env,
+            defaults=True,
         )
         print("starting Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite ...")
         with deployment:
@@ -121,10 +184,15 @@ def main() -> int:
                 print(f"DAG {dag_id}: {state} after {seconds:.0f}s")
                 for task_id, task_state in tasks.items():
                     print(f"  {task_id:<20} {task_state}")
+            print("\nKill while deferred: marking a deferred dbt Cloud task failed ...")
+            cancelled, summary = _kill_while_deferred(deployment, emulator)
+            failed |= not cancelled
+            print(f"  {summary}")
             calls = Counter(
                 f"{r.method} {r.path.split('/api/')[-1]}" for r in emulator.requests() if "/api/" in r.path
             )
-            print("\ndbt Cloud API calls the DAGs made (from the emulator's request log):")
+            print("\ndbt Cloud API calls the DAGs made (from the emulator's request log; one GET of the")
+            print("killed run is the demo's own check):")
             for call, count in sorted(calls.items()):
                 print(f"  {count:>3} x {call}")
             duckdb_path = DEMO / "jaffle_shop.duckdb"

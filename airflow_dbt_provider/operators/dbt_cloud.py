@@ -67,7 +67,7 @@ from airflow_dbt_provider.links.dbt_cloud import (
     record_run_url,
 )
 from airflow_dbt_provider.task_state import TaskStateStore
-from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
+from airflow_dbt_provider.triggers.dbt_cloud import DEFERRED_TRY_XCOM_KEY, DbtCloudRunTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -261,7 +261,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
                 with contextlib.suppress(DbtCloudTransientError):
                     run = client.get_run(run.id)
                 if not run.is_terminal:
-                    self._defer(run.id, deadline)
+                    self._defer(context, run.id, deadline)
                 return self._finish(context, client, client.get_run(run.id, include_steps=True))
             return self._wait(context, client, run.id, deadline)
 
@@ -398,7 +398,14 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
 
     # --- waiting and finishing -------------------------------------------------------------------
 
-    def _defer(self, run_id: int, deadline: float) -> None:
+    def _defer(self, context: Context, run_id: int, deadline: float) -> None:
+        """Hand the run to the trigger, with the try that defers it.
+
+        The try goes into the trigger's kwargs and into an XCom of the same try: the trigger's
+        ``on_kill`` compares the two to tell its own try, reassigned, from a cleared-and-deferred-again one.
+        """
+        try_number = int(getattr(context["ti"], "try_number", 0) or 0)
+        context["ti"].xcom_push(key=DEFERRED_TRY_XCOM_KEY, value=try_number)
         self.defer(
             trigger=DbtCloudRunTrigger(
                 run_id=run_id,
@@ -407,6 +414,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
                 poll_interval=self.check_interval,
                 end_time=deadline,
                 cancel_on_kill=self.cancel_on_kill,
+                try_number=try_number,
             ),
             method_name="execute_complete",
         )

@@ -264,12 +264,3 @@ class DbtCloudCancelRunOperator(DbtCloudBaseOperator):
 #: Names of ``apache-airflow-providers-dbt-cloud``, so a migrated DAG only changes its imports.
 DbtCloudGetJobRunArtifactOperator = DbtCloudGetRunArtifactOperator
 DbtCloudListJobRunsOperator = DbtCloudListRunsOperator
-
-__all__ = [
-    "DbtCloudCancelRunOperator",
-    "DbtCloudGetJobRunArtifactOperator",
-    "DbtCloudGetRunArtifactOperator",
-    "DbtCloudListJobRunsOperator",
-    "DbtCloudListJobsOperator",
-    "DbtCloudListRunsOperator",
-]

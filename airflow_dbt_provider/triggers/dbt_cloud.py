@@ -11,11 +11,17 @@ Design choices, each against a failure users of other providers hit:
   would end the task without cancelling anything in dbt Cloud.
 * **Running twice is harmless.** The trigger only reads the run and keeps its deadline absolute, so a
   triggerer restart or redistribution just resumes watching.
-* **Cancel on kill, also while deferred.** ``on_kill`` cancels the run when a user marks the deferred
-  task failed/success or clears it. Airflow 3.3.x also calls ``on_kill`` on a triggerer whose
-  triggers were reassigned after missed heartbeats (apache/airflow PR #73454), while the task is
-  still deferred elsewhere; so the task instance's state is read through the Task SDK first and the
-  run is cancelled only when the task is no longer deferred.
+* **Cancel on kill, also while deferred.** ``on_kill`` cancels the run when a user kills the
+  deferred task: marks it failed, marks it success, or clears it (what each action means is defined
+  once, in ``docs/dbt_cloud_operators.md``, "What kill, clear and retry do"). Airflow 3.3.x also
+  calls ``on_kill`` on a triggerer whose triggers were reassigned after missed heartbeats
+  (apache/airflow PR #73454), while the task is still deferred elsewhere in the *same try*; so the
+  task instance's state is read through the Task SDK first, and a deferred task is left alone only
+  when it is still the try this trigger watches (a cleared task deferred again is a new try).
+* **The cancel outlives the triggerer's repeated cancellation.** The cancel runs as an asyncio task
+  of its own (held by a strong reference, with its own client, shielded, bounded by ``[triggerer]
+  on_kill_timeout``), because Airflow 3.3.2 cancels a killed trigger again about once a second and
+  swallows the ``CancelledError`` that lands in ``on_kill`` (see :func:`_outlast_cancellation`).
 * ``cleanup`` releases local resources (the lease on the shared HTTP transport) only.
 * **Cheap at scale.** Hundreds of triggers share one triggerer: they share one aiohttp session
   per event loop and one SSL context per CA bundle (``cloud/pool.py``), and one connection lookup
@@ -42,7 +48,6 @@ from airflow_dbt_provider.cloud import (
     ClientSettings,
     DbtCloudAuthError,
     DbtCloudConfigError,
-    DbtCloudError,
     DbtCloudNotFoundError,
     DbtCloudRequestError,
     DbtCloudTLSError,
@@ -56,8 +61,16 @@ TRIGGER_CLASSPATH = "airflow_dbt_provider.triggers.dbt_cloud.DbtCloudRunTrigger"
 DEFAULT_CONN_ID = "dbt_cloud_api_default"
 #: Polls in a row answered with an error that retrying will not fix before the trigger gives up.
 PERSISTENT_ERROR_POLLS = 3
-#: Bound on the cancel request in ``on_kill`` (Airflow allows ``[triggerer] on_kill_timeout``, 30 s).
-ON_KILL_CANCEL_TIMEOUT = 20.0
+#: Airflow's default for ``[triggerer] on_kill_timeout``: the budget of the whole kill path.
+DEFAULT_ON_KILL_TIMEOUT = 30.0
+#: Share of that budget the task-state lookup may use, so the cancel request always gets the rest.
+LOOKUP_BUDGET_SHARE = 1 / 3
+#: Seconds between status reads while waiting for dbt Cloud to confirm a cancel.
+CANCEL_CONFIRM_POLL_S = 1.0
+#: XCom the operator pushes just before it defers: the try this trigger watches the run for. A new
+#: try (after a clear) starts with its XComs cleared, so the key tells a reassigned trigger of the
+#: same try from the stale trigger of a cleared one.
+DEFERRED_TRY_XCOM_KEY = "dbt_cloud_deferred_try"
 #: Errors that do not go away by asking again: wrong token, missing run, rejected request, bad TLS.
 _PERSISTENT_ERRORS = (
     DbtCloudAuthError,
@@ -74,6 +87,19 @@ EVENT_STATUSES = ("success", "error", "cancelled", "timeout", "failed")
 #: trigger keeps the settings it started with; an auth error drops the shared copy at once.
 CONNECTION_CACHE_TTL_S = 30.0
 _CONNECTIONS: LoopCache[str, ClientSettings] = LoopCache(CONNECTION_CACHE_TTL_S)
+
+
+#: Kill-path cancels in flight. The event loop holds tasks only weakly, and a cancel must outlive
+#: the trigger task that started it, so each is kept here until it is done.
+_KILL_CANCELS: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class KillVerdict:
+    """Whether a kill means "cancel the run", and why (logged either way)."""
+
+    cancel: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,8 @@ class DbtCloudRunTrigger(BaseTrigger):
     :param poll_interval: Seconds between status checks.
     :param end_time: Deadline as epoch seconds; ``None`` waits for as long as the run takes.
     :param cancel_on_kill: Cancel the run when a user kills the deferred task.
+    :param try_number: The try that deferred (``None`` in triggers serialized by versions before
+        0.2, which then treat any deferred state as a reassignment).
     """
 
     def __init__(
@@ -104,6 +132,7 @@ class DbtCloudRunTrigger(BaseTrigger):
         poll_interval: float = 60.0,
         end_time: float | None = None,
         cancel_on_kill: bool = True,
+        try_number: int | None = None,
     ) -> None:
         super().__init__()
         self.run_id = int(run_id)
@@ -112,7 +141,9 @@ class DbtCloudRunTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = None if end_time is None else float(end_time)
         self.cancel_on_kill = bool(cancel_on_kill)
+        self.try_number = None if try_number is None else int(try_number)
         self._client: AsyncDbtCloudClient | None = None
+        self._watch_settings: ClientSettings | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """JSON primitives only, so any serializer (and the triggerer's decryption) round-trips them."""
@@ -125,6 +156,7 @@ class DbtCloudRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "cancel_on_kill": self.cancel_on_kill,
+                "try_number": self.try_number,
             },
         )
 
@@ -138,6 +170,7 @@ class DbtCloudRunTrigger(BaseTrigger):
         except Exception as exc:
             yield self._event("failed", f"could not read connection {self.dbt_cloud_conn_id!r}: {exc}")
             return
+        self._watch_settings = settings
         self._client = AsyncDbtCloudClient(settings)
         try:
             event = await self._watch(self._client)
@@ -226,27 +259,126 @@ class DbtCloudRunTrigger(BaseTrigger):
     # --- kill and cleanup ----------------------------------------------------------------------
 
     async def on_kill(self) -> None:
-        """Cancel the run when a user killed the deferred task (not when it is merely reassigned)."""
+        """Cancel the run when a user killed the deferred task (not when it is merely reassigned).
+
+        The work runs in a task of its own that survives whatever happens to this coroutine; this
+        coroutine only waits for it, so the outcome is logged in the trigger's log when it can be.
+        """
         if not self.cancel_on_kill:
             return
+        cancel = asyncio.get_running_loop().create_task(
+            self._cancel_after_kill(on_kill_budget()), name=f"dbt-cloud-cancel-run-{self.run_id}"
+        )
+        _KILL_CANCELS.add(cancel)
+        cancel.add_done_callback(_KILL_CANCELS.discard)
+        await _outlast_cancellation(cancel)
+
+    async def _cancel_after_kill(self, budget: float) -> None:
+        """Decide, cancel, confirm: the whole kill path within ``budget`` seconds, logged once."""
+        deadline = time.monotonic() + budget
+        lookup_budget = budget * LOOKUP_BUDGET_SHARE
+        # Read the connection while the state is looked up: each is a supervisor round trip.
+        settings = asyncio.ensure_future(self._cancel_settings())
+        try:
+            try:
+                verdict = await asyncio.wait_for(self.kill_verdict(), timeout=lookup_budget)
+            except asyncio.TimeoutError:  # not the builtin on Python 3.10
+                verdict = KillVerdict(
+                    False,
+                    f"could not read the task's state within {lookup_budget:.0f}s; leaving the run alone",
+                )
+            if not verdict.cancel:
+                log = self.log.warning if verdict.reason.startswith("could not") else self.log.info
+                log("dbt Cloud run %s: %s", self.run_id, verdict.reason)
+                return
+            self.log.info("dbt Cloud run %s: %s; cancelling the run", self.run_id, verdict.reason)
+            remaining = max(deadline - time.monotonic(), 0.0)
+            try:
+                run = await asyncio.wait_for(self._cancel_and_confirm(settings), timeout=remaining)
+            except asyncio.TimeoutError:
+                self.log.warning(
+                    "dbt Cloud run %s: cancel not confirmed within [triggerer] on_kill_timeout (%.0fs); "
+                    "check the run in dbt Cloud",
+                    self.run_id,
+                    budget,
+                )
+            except Exception as exc:  # any failure is reported, none may escape
+                self.log.warning("dbt Cloud run %s: cancel failed: %s", self.run_id, exc)
+            else:
+                if run.status is RunStatus.CANCELLED:
+                    self.log.info("dbt Cloud run %s: cancel confirmed (status 30, cancelled)", self.run_id)
+                else:
+                    ended = run.status.name.lower()
+                    self.log.info("dbt Cloud run %s: already %s; nothing to cancel", self.run_id, ended)
+        finally:
+            settings.cancel()
+            if settings.done() and not settings.cancelled():
+                settings.exception()  # retrieved: reported through the cancel's outcome, if used
+
+    async def _cancel_settings(self) -> ClientSettings:
+        """The settings the trigger watched with (no round trip), else the connection's."""
+        if self._watch_settings is not None:
+            return self._watch_settings
+        return await self._settings()
+
+    async def _cancel_and_confirm(self, settings: asyncio.Future[ClientSettings]) -> Run:
+        """Cancel the run on a client of our own unless it already ended; return it once terminal.
+
+        Our own client, because the trigger's ``cleanup()`` closes the shared one right after
+        ``on_kill`` returns. A token rotated since the trigger started gets one fresh lookup.
+        """
+        try:
+            return await self._cancel_unless_ended(await settings)
+        except DbtCloudAuthError:
+            return await self._cancel_unless_ended(await self._settings(fresh=True))
+
+    async def _cancel_unless_ended(self, settings: ClientSettings) -> Run:
+        """Cancel the run unless it already ended; poll until dbt Cloud reports it terminal.
+
+        A run that ended needs no cancel: e.g. its trigger was reassigned, fired on the other
+        triggerer and the task resumed before this one's ``on_kill`` ran (state "running").
+        """
+        async with AsyncDbtCloudClient(settings) as client:
+            run = await client.get_run(self.run_id)
+            if run.status.is_terminal:
+                return run
+            run = await client.cancel_run(self.run_id)
+            while not run.status.is_terminal:
+                await asyncio.sleep(CANCEL_CONFIRM_POLL_S)
+                run = await client.get_run(self.run_id)
+            return run
+
+    async def kill_verdict(self) -> KillVerdict:
+        """Cancel unless the task is still deferred in the try this trigger watches (a reassignment)."""
         lookup = await self.lookup_task_instance_state()
         if not lookup.known:
-            self.log.warning(
-                "dbt Cloud run %s: could not confirm the task was killed; leaving the run alone", self.run_id
-            )
-            return
-        if lookup.state == "deferred":
-            self.log.info(
-                "dbt Cloud run %s: task is still deferred (trigger reassigned); not cancelling", self.run_id
-            )
-            return
-        self.log.info("dbt Cloud run %s: task is now %s; cancelling the run", self.run_id, lookup.state)
-        settings = await self._settings(fresh=True)
-        async with AsyncDbtCloudClient(settings) as client:
-            try:
-                await asyncio.wait_for(client.cancel_run(self.run_id), timeout=ON_KILL_CANCEL_TIMEOUT)
-            except (DbtCloudError, TimeoutError) as exc:
-                self.log.warning("dbt Cloud run %s: cancel failed: %s", self.run_id, exc)
+            return KillVerdict(False, "could not confirm the task was killed; leaving the run alone")
+        if lookup.state != "deferred":
+            return KillVerdict(True, f"task is now {lookup.state}")
+        mine = self.try_number
+        if mine is None:  # a trigger serialized before try numbers were passed: cannot tell
+            return KillVerdict(False, "task is still deferred (trigger reassigned); not cancelling")
+        try:
+            current = await self.lookup_deferred_try()
+        except Exception as exc:  # unknown means "do not cancel on a guess"
+            return KillVerdict(False, f"could not read which try is deferred ({exc}); leaving the run alone")
+        if current == mine:
+            return KillVerdict(False, "task is still deferred (trigger reassigned); not cancelling")
+        return KillVerdict(
+            True, f"task was cleared and is deferred again in another try ({current}; this trigger's: {mine})"
+        )
+
+    async def lookup_deferred_try(self) -> int | None:
+        """The try that deferred last, from the XCom the operator pushes before deferring."""
+        ti = self.task_instance
+        if ti is None:
+            raise RuntimeError("no task instance")
+        map_index = getattr(ti, "map_index", -1)
+        map_index = -1 if map_index is None else int(map_index)
+        value = await _fetch_xcom(DEFERRED_TRY_XCOM_KEY, ti.dag_id, ti.run_id, ti.task_id, map_index)
+        if value is None:
+            return None
+        return int(str(value).strip('"'))
 
     async def lookup_task_instance_state(self) -> TaskInstanceLookup:
         """The deferred task instance's current state, asked of the triggerer's supervisor."""
@@ -278,22 +410,74 @@ class DbtCloudRunTrigger(BaseTrigger):
             await client.aclose()
 
 
-async def _fetch_task_states(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
-    """``{run_id: {task_key: state}}`` through the Task SDK's supervisor channel (no DB access)."""
+def on_kill_budget() -> float:
+    """Seconds the kill path may take: Airflow's ``[triggerer] on_kill_timeout`` (default 30)."""
+    try:
+        from airflow.configuration import conf
+
+        return max(conf.getfloat("triggerer", "on_kill_timeout", fallback=DEFAULT_ON_KILL_TIMEOUT), 1.0)
+    except Exception:  # an unreadable setting falls back to Airflow's default
+        return DEFAULT_ON_KILL_TIMEOUT
+
+
+async def _outlast_cancellation(task: asyncio.Task[None]) -> None:
+    """Wait for ``task`` to finish, outlasting cancellation of the caller while it runs.
+
+    Airflow is at fault here: in ``airflow/jobs/triggerer_job_runner.py`` (3.3.2),
+    ``TriggerRunner.cancel_triggers`` cancels a killed trigger's task again at every state sync
+    (about once a second: the supervisor resends ``to_cancel`` until the trigger is reported
+    finished), and ``TriggerRunner.run_trigger`` swallows the ``CancelledError`` that lands in
+    ``wait_for(trigger.on_kill(), ...)``, then runs ``cleanup()``. An ``on_kill`` that awaits the
+    supervisor (task state, connection) outlasts one sync on SQLite defaults and is cut off before
+    it cancels anything. So the cancel runs in ``task`` (shielded: a cancel here never reaches
+    it), and this waits on through repeated cancellation; ``task`` is bounded by the budget, so
+    this ends. Should the caller still be torn down (on Python 3.11, ``wait_for`` gives up on the
+    second cancel), ``task`` goes on and logs its outcome through the triggerer's log.
+    """
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                break
+            current = asyncio.current_task()
+            if current is not None and hasattr(current, "uncancel"):
+                current.uncancel()
+
+
+async def _fetch_xcom(key: str, dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
+    """One XCom value of the task instance through the supervisor channel (``None`` when unset)."""
+    from airflow.sdk.execution_time.comms import GetXCom
+
+    request = GetXCom(
+        key=key, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=None if map_index < 0 else map_index
+    )
+    response = await _supervisor_request(request)
+    if type(response).__name__ == "ErrorResponse":
+        raise RuntimeError(f"GetXCom failed: {getattr(response, 'detail', response)}")
+    return getattr(response, "value", None)
+
+
+async def _supervisor_request(request: Any) -> Any:
+    """Send one Task SDK request to the triggerer's supervisor and return its answer."""
     from airflow.sdk.execution_time import task_runner
-    from airflow.sdk.execution_time.comms import GetTaskStates
 
     comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
     if comms is None:
         raise RuntimeError("not running under an Airflow supervisor (no SUPERVISOR_COMMS)")
+    if hasattr(comms, "asend"):
+        return await comms.asend(request)
+    return await asyncio.to_thread(comms.send, request)
+
+
+async def _fetch_task_states(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
+    """``{run_id: {task_key: state}}`` through the Task SDK's supervisor channel (no DB access)."""
+    from airflow.sdk.execution_time.comms import GetTaskStates
+
     request = GetTaskStates(
         dag_id=dag_id, task_ids=[task_id], run_ids=[run_id], map_index=None if map_index < 0 else map_index
     )
-    response = (
-        await comms.asend(request)
-        if hasattr(comms, "asend")
-        else await asyncio.to_thread(comms.send, request)
-    )
+    response = await _supervisor_request(request)
     task_states = getattr(response, "task_states", None)
     if not isinstance(task_states, dict):
         raise RuntimeError(f"unexpected answer to GetTaskStates: {type(response).__name__}")

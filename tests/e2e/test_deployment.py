@@ -48,6 +48,14 @@ def test_deferred_task_survives_triggerer_crash_and_pause(
     release = tmp_path / "release"
     run_id = airflow.trigger_dag_run("e2e_smoke", conf={"release_file": str(release)})
     airflow.wait_for_task_state("e2e_smoke", run_id, "wait_in_triggerer", {"deferred"}, timeout=180)
+    # Deferred is not yet "in the triggerer": crash it only once it runs the trigger.
+    airflow.wait_for(
+        "the triggerer to pick the trigger up",
+        lambda: (
+            airflow.task_instance("e2e_smoke", run_id, "wait_in_triggerer").get("triggerer_job") or {}
+        ).get("id"),
+        timeout=120,
+    )
 
     old_pid = airflow_deployment.component("triggerer").pid
     restarted = airflow_deployment.restart_component("triggerer", sig=signal.SIGKILL)

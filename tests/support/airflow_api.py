@@ -316,6 +316,18 @@ class AirflowApi:
         resp = self.request("PATCH", path, json_body={"new_state": state})
         return list(resp.json()["task_instances"])
 
+    def clear_task_instance(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Clear one task instance whatever its state, as the UI's "Clear" does (not a dry run)."""
+        body = {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "only_failed": False,
+            "reset_dag_runs": True,
+        }
+        resp = self.request("POST", f"/api/v2/dags/{_q(dag_id)}/clearTaskInstances", json_body=body)
+        return list(resp.json()["task_instances"])
+
     def describe_run(self, dag_id: str, run_id: str) -> str:
         """One line per task instance (``task: state (try n)``), for failure messages."""
         try:

@@ -52,6 +52,27 @@ HEALTH_KEYS: dict[str, str] = {
     "triggerer": "triggerer",
     "dag-processor": "dag_processor",
 }
+#: Every setting a ``defaults=True`` deployment makes: where it lives, how to reach it, who may
+#: log in, its keys, ports that would collide with a second deployment, and no example DAGs.
+DEFAULTS_SETTINGS: frozenset[str] = frozenset(
+    {
+        "AIRFLOW_HOME",
+        "AIRFLOW__CORE__DAGS_FOLDER",
+        "AIRFLOW__CORE__LOAD_EXAMPLES",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+        "AIRFLOW__API__HOST",
+        "AIRFLOW__API__PORT",
+        "AIRFLOW__API__BASE_URL",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT",
+    }
+)
 
 
 def free_port() -> int:
@@ -143,11 +164,26 @@ class Component:
                 os.kill(pid, sig)
 
     def pause(self) -> None:
-        """SIGSTOP the whole component (e.g. a triggerer that stops heartbeating but lives on)."""
+        """SIGSTOP the whole component (e.g. a triggerer that stops heartbeating but lives on).
+
+        Marked in its log: Airflow's triggerer watchdog (``TriggerRunner.block_watchdog``) times
+        the stop as the event loop "blocked for N seconds" when it wakes up.
+        """
+        self._mark("SIGSTOP (paused by the test)")
         self.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         self.send_signal(signal.SIGCONT)
+        self._mark("SIGCONT (resumed by the test)")
+
+    def _mark(self, what: str) -> None:
+        if self._log is not None:
+            stamp = (
+                time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+                + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+            )
+            self._log.write(f"===== {stamp} {what}\n".encode())
+            self._log.flush()
 
     def stop(self, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         """Stop the component and its descendants: ``sig`` first, SIGKILL after ``timeout`` s.
@@ -227,6 +263,12 @@ class AirflowDeployment:
     (SQLAlchemy URL; it carries a password, so it is never logged); ``None`` means SQLite in the
     home, Airflow's embedded default. ``env`` is added to every component's environment (e.g. a
     CA bundle that trusts the dbt Cloud emulator, or ``AIRFLOW_CONN_*`` connections).
+
+    ``defaults=True`` runs on Airflow's own defaults, as a new user's deployment would: only
+    :data:`DEFAULTS_SETTINGS` are set (where it lives, how to reach it, who may log in, its keys),
+    so heartbeats, intervals, executor, parallelism and API workers are Airflow's. The tuned
+    variant (the default here) shortens heartbeats and intervals for speed; every headline
+    behaviour must pass on both.
     """
 
     _active: ClassVar[set[AirflowDeployment]] = set()
@@ -244,6 +286,7 @@ class AirflowDeployment:
         password: str | None = None,
         triggerer_health_check_threshold: int = 15,
         stop_timeout: float = 8.0,
+        defaults: bool = False,
     ) -> None:
         self.name = name
         self._own_home = home is None
@@ -256,6 +299,7 @@ class AirflowDeployment:
         self.password = password or secrets.token_urlsafe(12)
         self.triggerer_health_check_threshold = triggerer_health_check_threshold
         self.stop_timeout = stop_timeout
+        self.defaults = defaults
         self.api_port = free_port()
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         self.components: dict[str, Component] = {}
@@ -291,6 +335,11 @@ class AirflowDeployment:
         from cryptography.fernet import Fernet
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+        if self.defaults:
+            env.update(self._defaults_settings(Fernet.generate_key().decode()))
+            env.update(self.extra_env)
+            self._env = env
+            return env
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
@@ -336,6 +385,34 @@ class AirflowDeployment:
         env.update(self.extra_env)
         self._env = env
         return env
+
+    def _defaults_settings(self, fernet_key: str) -> dict[str, str]:
+        """The only settings of a ``defaults=True`` deployment (see :data:`DEFAULTS_SETTINGS`).
+
+        SQLite and LocalExecutor are Airflow's defaults, so neither is set; DAG files are linked
+        in before start because the default ``refresh_interval`` (300 s) finds new ones late.
+        """
+        settings = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__FERNET_KEY": fernet_key,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(24),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        }
+        if self._db_url != f"sqlite:///{self.home / 'airflow.db'}":
+            settings["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self._db_url
+        assert set(settings) <= DEFAULTS_SETTINGS | {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"}
+        return settings
 
     def _prepare_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -414,7 +491,7 @@ class AirflowDeployment:
         """
         key = alias or name
         argv = [airflow_executable(), name, *args]
-        if name == "api-server":
+        if name == "api-server" and not self.defaults:  # a defaults deployment reads [api] host/port
             argv += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
         component = self.components.get(key)
         if component is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,8 @@ from support.airflow_deployment import AirflowDeployment
 
 #: The connection the scenario DAGs use (``tests/e2e/dags/e2e_cloud_scenarios.py``).
 CONN_ID = "dbt_cloud_e2e_scenarios"
+#: Emulated seconds per real second once a scenario lets its runs finish (10 min in < 0.1 s).
+FINISH_SPEED = 10_000.0
 
 
 def create_connection(api: AirflowApi, emulator: DbtCloudEmulator) -> None:
@@ -140,3 +143,136 @@ def wait_for_idle_workers(deployment: AirflowDeployment, *, timeout: float = 180
         describe=lambda: "\n".join(busy_workers(deployment)),
     )
     time.sleep(settle)
+
+
+def run_id_of(api: AirflowApi, dag_id: str, run_id: str, task_id: str = "run_job") -> int:
+    """The dbt Cloud run id the task pushed (``job_run_id``) as soon as its run existed."""
+    return int(api.xcom(dag_id, run_id, task_id, key="job_run_id"))
+
+
+def deferred_and_watched(
+    api: AirflowApi, emulator: DbtCloudEmulator, dag_id: str, run_id: str, *, min_try: int = 1
+) -> int:
+    """Wait until the task (try ``min_try`` or later) is deferred and the triggerer polls its run.
+
+    Deferred is not enough: a loaded triggerer picks a new trigger up seconds later, and a
+    scenario that acts before then tests nothing of the trigger. Returns the dbt Cloud run id.
+    """
+
+    def deferred() -> bool:
+        ti = api.task_instance(dag_id, run_id, "run_job")
+        return ti["state"] == "deferred" and ti["try_number"] >= min_try
+
+    wait_until(
+        f"task run_job (try >= {min_try}) to defer",
+        deferred,
+        timeout=240,
+        describe=lambda: api.describe_run(dag_id, run_id),
+    )
+    job_run = run_id_of(api, dag_id, run_id)
+    wait_until(
+        f"the triggerer to poll dbt Cloud run {job_run}",
+        lambda: len(run_polls(emulator, job_run)) >= 2,  # the task's own check, then the trigger's
+        timeout=180,
+        describe=lambda: summarize_requests(emulator) + "\n" + api.describe_run(dag_id, run_id),
+    )
+    return job_run
+
+
+def finish_runs(
+    api: AirflowApi,
+    emulator: DbtCloudEmulator,
+    dag_id: str,
+    run_id: str,
+    *,
+    deployment: AirflowDeployment | None = None,
+    timeout: float = 240,
+) -> None:
+    """Let every run in flight end now; wait for the DAG run and require its success.
+
+    With ``deployment`` (deferred tasks only), first wait until the workers that ran the
+    deferring tries have reported them (see :func:`wait_for_idle_workers`). On failure the
+    message carries the log tail of the failed task instances (mapped ones too): the
+    deployment's log report only shows the newest task logs.
+    """
+    if deployment is not None:
+        wait_for_idle_workers(deployment)
+    emulator.set_speed(FINISH_SPEED)
+    state = api.wait_for_dag_run(dag_id, run_id, timeout=timeout)["state"]
+    if state == "success":
+        return
+    report = [f"DAG run {dag_id}/{run_id} ended {state!r}"]
+    failed = [ti for ti in api.task_instances(dag_id, run_id) if ti["state"] != "success"]
+    for ti in failed[:3]:
+        log = api.task_log_text(dag_id, run_id, ti["task_id"], ti["try_number"], map_index=ti["map_index"])
+        tail = "\n".join(log.splitlines()[-30:])
+        report.append(f"--- {ti['task_id']}[{ti['map_index']}] {ti['state']} (try {ti['try_number']}):")
+        report.append(tail)
+    report.append("--- emulator requests:\n" + summarize_requests(emulator))
+    raise AssertionError("\n".join(report))
+
+
+#: The user actions that kill a deferred task, as the UI offers them.
+KILL_ACTIONS = ("mark_failed", "mark_success", "clear")
+#: The emulator default world's ``long`` job: a run that stays in flight for 10 minutes.
+LONG_JOB = 40003
+CANCELLED = 30
+#: How long a kill may take to reach dbt Cloud (the issue's bar; Airflow's on_kill_timeout is 30 s).
+CANCEL_WITHIN_S = 30.0
+#: How many times in a row each action runs per deployment (``ADP_KILL_REPEAT=5`` for the 5x check).
+KILL_REPEAT = int(os.environ.get("ADP_KILL_REPEAT", "1"))
+
+
+def kill_deferred_task(deployment: AirflowDeployment, emulator: DbtCloudEmulator, action: str) -> float:
+    """Kill a deferred run's task with ``action``; check the run is cancelled and what follows.
+
+    ``mark_failed``/``mark_success`` leave the task in that state; ``clear`` starts a new try that
+    triggers exactly one fresh run (which nothing cancels) and succeeds with it. Works on the
+    emulator's request log filtered by this DAG run and its runs, so calls may repeat without a
+    reset. Returns the seconds from the action to the confirmed cancel.
+    """
+    api = deployment.api()
+    dag_id = "e2e_cloud_deferred_job"
+    api.wait_for_dag(dag_id)
+    run_id = api.trigger_dag_run(dag_id, conf={"job_id": LONG_JOB})
+    job_run = deferred_and_watched(api, emulator, dag_id, run_id)
+    assert cancel_calls(emulator, job_run) == [], summarize_requests(emulator)
+
+    if action == "mark_failed":
+        api.set_task_state(dag_id, run_id, "run_job", "failed")
+    elif action == "mark_success":
+        api.set_task_state(dag_id, run_id, "run_job", "success")
+    elif action == "clear":
+        api.clear_task_instance(dag_id, run_id, "run_job")
+    else:
+        raise ValueError(f"unknown kill action {action!r}; one of {KILL_ACTIONS}")
+    acted = time.monotonic()
+    wait_until(
+        f"{action} to cancel dbt Cloud run {job_run} within {CANCEL_WITHIN_S:.0f}s",
+        lambda: (
+            [c for c in cancel_calls(emulator, job_run) if c.status == 200]
+            and run_status(emulator, job_run) == CANCELLED
+        ),
+        timeout=CANCEL_WITHIN_S,
+        describe=lambda: summarize_requests(emulator) + "\n" + deployment.component("triggerer").log_tail(30),
+    )
+    took = time.monotonic() - acted
+    assert len(cancel_calls(emulator, job_run)) == 1, summarize_requests(emulator)
+
+    if action == "clear":
+        new_run = deferred_and_watched(api, emulator, dag_id, run_id, min_try=2)
+        assert new_run != job_run
+        assert len(trigger_calls(emulator, run_id)) == 2, summarize_requests(emulator)
+        finish_runs(api, emulator, dag_id, run_id, deployment=deployment)
+        emulator.set_speed(1.0)
+        ti = api.task_instance(dag_id, run_id, "run_job")
+        assert (ti["state"], ti["try_number"]) == ("success", 2)
+        assert cancel_calls(emulator, new_run) == [], summarize_requests(emulator)
+        assert api.xcom(dag_id, run_id, "run_job") == new_run
+    else:
+        wanted = "failed" if action == "mark_failed" else "success"
+        ti = api.task_instance(dag_id, run_id, "run_job")
+        assert (ti["state"], ti["try_number"]) == (wanted, 1)
+        assert api.wait_for_dag_run(dag_id, run_id, timeout=180)["state"] == wanted
+        assert len(trigger_calls(emulator, run_id)) == 1, summarize_requests(emulator)
+    return took
