@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from airflow_dbt_provider.cloud.coerce import to_int, to_optional_int
+from airflow_dbt_provider.cloud.coerce import is_deferred, to_int, to_optional_int
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 
 MAX_CAUSE_LENGTH = 255
@@ -186,12 +186,22 @@ def api_field(parameter: str) -> str:
     return "cause" if parameter == "trigger_reason" else parameter
 
 
-def explicit_fields(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """Trigger fields by their API names from the operator's parameters: empty means not set,
-    integers may be rendered templates (``"8"``)."""
+def trigger_fields(
+    parameters: Mapping[str, Any], additional_run_config: Any, *, static: bool = False
+) -> tuple[dict[str, Any], list[RunConfigOverride]]:
+    """``TriggerRunOptions`` keyword arguments from an operator's :data:`TRIGGER_PARAMETERS` (by name)
+    updated by its ``additional_run_config`` (:func:`merge_run_config`), and what the update replaced.
+
+    Empty parameters mean not set; integers may be rendered templates (``"8"``). With ``static``
+    (at DAG-parse time), values only known at run time (:func:`is_deferred`) count as not set.
+    """
+
+    def given(value: Any) -> Any:
+        return None if static and is_deferred(value) else value
+
     explicit: dict[str, Any] = {}
-    for parameter, value in parameters.items():
-        name = api_field(parameter)
+    for parameter, raw in parameters.items():
+        name, value = api_field(parameter), given(raw)
         if name in INT_FIELDS:
             explicit[name] = to_optional_int(name, value)
         elif name == "generate_docs_override":
@@ -200,7 +210,12 @@ def explicit_fields(parameters: Mapping[str, Any]) -> dict[str, Any]:
             explicit[name] = list(value) if value else None
         else:
             explicit[name] = value or None
-    return explicit
+    config = additional_run_config
+    if static and is_deferred(config):
+        config = (
+            {k: v for k, v in config.items() if not is_deferred(v)} if isinstance(config, Mapping) else {}
+        )
+    return merge_run_config(explicit, check_run_config(config))
 
 
 def check_run_config(config: Any) -> dict[str, Any]:

@@ -74,11 +74,30 @@ class TaskInstanceRef:
     try_number: int
     max_tries: int
 
+    @classmethod
+    def of(cls, ti: Any, dag_run_id: str | None = None) -> TaskInstanceRef:
+        """The reference of a task instance (an Airflow ``RuntimeTaskInstance`` or alike)."""
+        map_index = getattr(ti, "map_index", -1)
+        return cls(
+            dag_id=str(ti.dag_id),
+            run_id=str(dag_run_id or ti.run_id),
+            task_id=str(ti.task_id),
+            map_index=-1 if map_index is None else int(map_index),
+            try_number=int(getattr(ti, "try_number", 0) or 0),
+            max_tries=int(getattr(ti, "max_tries", 0) or 0),
+        )
+
     @property
     def token(self) -> str:
         """Short, stable across tries and clears, different for every task instance (map index too)."""
         key = "\x1f".join((self.dag_id, self.run_id, self.task_id, str(self.map_index)))
         return hashlib.sha256(key.encode()).hexdigest()[:TOKEN_LENGTH]
+
+    @property
+    def default_reason(self) -> str:
+        """The run's cause when the user gives no ``trigger_reason``: DAG, task and DAG run."""
+        task = self.task_id if self.map_index < 0 else f"{self.task_id}[{self.map_index}]"
+        return f"Airflow: DAG {self.dag_id}, task {task}, run {self.run_id}"
 
     @property
     def marker(self) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, conf
+from airflow.sdk import AssetAlias, conf
 
-from airflow_dbt_provider.assets import built_assets
+from airflow_dbt_provider.assets import built_assets, emit_asset_events
 from airflow_dbt_provider.cloud import (
     DbtCloudClient,
     DbtCloudError,
@@ -35,10 +35,8 @@ from airflow_dbt_provider.cloud.options import (
     MAX_CAUSE_LENGTH,
     TRIGGER_PARAMETERS,
     RunConfigOverride,
-    check_run_config,
     describe_overrides,
-    explicit_fields,
-    merge_run_config,
+    trigger_fields,
 )
 from airflow_dbt_provider.cloud.reports import (
     StepLogStream,
@@ -49,12 +47,10 @@ from airflow_dbt_provider.cloud.reports import (
 )
 from airflow_dbt_provider.cloud.run_start import (
     RunStart,
-    RunStartDecision,
     StoredRun,
     TaskInstanceRef,
     compose_cause,
     compose_lineage_cause,
-    decide_run_start,
     lineage_room,
     plan_run_start,
 )
@@ -65,6 +61,14 @@ from airflow_dbt_provider.links.dbt_cloud import (
     JOB_RUN_URL_KEY,
     DbtCloudRunLink,
     record_run_url,
+)
+from airflow_dbt_provider.operators.dbt_cloud_runs import (  # the others, importable from here too
+    DbtCloudCancelRunOperator,
+    DbtCloudGetJobRunArtifactOperator,
+    DbtCloudGetRunArtifactOperator,
+    DbtCloudListJobRunsOperator,
+    DbtCloudListJobsOperator,
+    DbtCloudListRunsOperator,
 )
 from airflow_dbt_provider.task_state import TaskStateStore
 from airflow_dbt_provider.triggers.dbt_cloud import DEFERRED_TRY_XCOM_KEY, DbtCloudRunTrigger
@@ -81,19 +85,6 @@ DEFAULT_RUN_TIMEOUT = 7 * 24 * 60 * 60
 DEFAULT_CHECK_INTERVAL = 60
 #: What a try does when the task state store is absent or fails.
 WITHOUT_STORE = "a retry finds its dbt Cloud run by the marker in the run's cause"
-
-
-def _task_instance_ref(context: Context) -> TaskInstanceRef:
-    ti = context["ti"]
-    map_index = getattr(ti, "map_index", -1)
-    return TaskInstanceRef(
-        dag_id=str(ti.dag_id),
-        run_id=str(context.get("run_id") or ti.run_id),
-        task_id=str(ti.task_id),
-        map_index=-1 if map_index is None else int(map_index),
-        try_number=int(getattr(ti, "try_number", 0) or 0),
-        max_tries=int(getattr(ti, "max_tries", 0) or 0),
-    )
 
 
 def _dag_run_start(context: Context) -> datetime | None:
@@ -307,7 +298,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
 
     def _start_run(self, client: DbtCloudClient, job_id: int, context: Context) -> Run:
         """Adopt, retry or trigger a run as :func:`plan_run_start` decides; persist it before waiting."""
-        ti = _task_instance_ref(context)
+        ti = TaskInstanceRef.of(context["ti"], context.get("run_id"))
         store = TaskStateStore(context, self.log, without=WITHOUT_STORE)
         decision = plan_run_start(
             client,
@@ -343,7 +334,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         fields, overrides = self._trigger_fields()
         if overrides:
             self.log.warning("%s", describe_overrides(overrides))
-        cause = compose_cause(fields.pop("cause", None) or self._default_cause(context), ti)
+        cause = compose_cause(fields.pop("cause", None) or ti.default_reason, ti)
         if self.openlineage_inject_parent_job_info:
             cause = self._openlineage_cause(context, cause, ti)
         return TriggerRunOptions.with_cause(cause, **fields)
@@ -354,16 +345,11 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         With ``static`` (at DAG-parse time), values only known at run time count as not set.
         """
 
-        def value(v: Any) -> Any:
-            return None if static and is_deferred(v) else v
-
-        explicit = explicit_fields({name: value(getattr(self, name)) for name in TRIGGER_PARAMETERS})
-        config = self.additional_run_config
-        if static and is_deferred(config):
-            config = (
-                {k: v for k, v in config.items() if not is_deferred(v)} if isinstance(config, Mapping) else {}
-            )
-        return merge_run_config(explicit, check_run_config(config))
+        return trigger_fields(
+            {name: getattr(self, name) for name in TRIGGER_PARAMETERS},
+            self.additional_run_config,
+            static=static,
+        )
 
     def _check_trigger_fields(self) -> None:
         """At DAG-parse time, every trigger field that is not a template: the error names the user's
@@ -389,12 +375,6 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
             )  # fmt: skip
             return cause
         return marked
-
-    def _default_cause(self, context: Context) -> str:
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        task = self.task_id if map_index is None or map_index < 0 else f"{self.task_id}[{map_index}]"
-        return f"Airflow: DAG {self.dag_id}, task {task}, run {context.get('run_id', ti.run_id)}"
 
     # --- waiting and finishing -------------------------------------------------------------------
 
@@ -486,10 +466,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         except (KeyError, ValueError) as exc:
             self.log.warning("dbt Cloud run %s: no Asset events, artifacts unusable: %s", run.id, exc)
             return
-        events = context["outlet_events"][AssetAlias(name=str(self.asset_alias))]
-        for asset in built:
-            events.add(Asset(uri=asset.uri), extra={"dbt_cloud_run_id": run.id, "unique_id": asset.unique_id})
-        self.log.info("emitted %d Asset event(s) through alias %r", len(built), self.asset_alias)
+        emit_asset_events(context, str(self.asset_alias), built, self.log, {"dbt_cloud_run_id": run.id})
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage inputs/outputs of the run: the sources it read and the relations it built.
@@ -508,16 +485,6 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
             return None
 
 
-# The other operators live beside this one; importable from here as in the official provider.
-from airflow_dbt_provider.operators.dbt_cloud_runs import (  # noqa: E402
-    DbtCloudCancelRunOperator,
-    DbtCloudGetJobRunArtifactOperator,
-    DbtCloudGetRunArtifactOperator,
-    DbtCloudListJobRunsOperator,
-    DbtCloudListJobsOperator,
-    DbtCloudListRunsOperator,
-)
-
 __all__ = [
     "RUN_SUMMARY_KEY",
     "STATE_STORE_KEY",
@@ -529,8 +496,4 @@ __all__ = [
     "DbtCloudListRunsOperator",
     "DbtCloudRunError",
     "DbtCloudRunJobOperator",
-    "RunStart",
-    "RunStartDecision",
-    "StoredRun",
-    "decide_run_start",
 ]

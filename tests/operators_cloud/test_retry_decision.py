@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_dbt_provider.cloud import RunStatus
-from airflow_dbt_provider.operators.dbt_cloud import RunStart, StoredRun, decide_run_start
+from airflow_dbt_provider.cloud.run_start import RunStart, StoredRun, decide_run_start
 
 JOB = 40001
 MAX_TRIES = 3  # a task with retries=3 that nobody cleared
