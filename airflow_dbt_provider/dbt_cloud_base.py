@@ -18,6 +18,8 @@ from airflow_dbt_provider.cloud.coerce import to_optional_int
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 
 DEFAULT_CONN_ID = DbtCloudHook.default_conn_name
+#: How long the run-job operator and the sensor wait for a run by default (``timeout``): 7 days.
+DEFAULT_RUN_TIMEOUT_S = 7 * 24 * 60 * 60
 
 
 class DbtCloudRunError(AirflowException):

@@ -10,6 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_dbt_provider import __version__
+from airflow_dbt_provider.connection_defaults import (
+    REQUEST_TIMEOUT_S,
+    RETRY_BACKOFF_BASE_S,
+    RETRY_BACKOFF_MAX_S,
+    RETRY_MAX_ATTEMPTS,
+)
 
 INTEGRATION_CLOUD = "dbt Cloud"
 INTEGRATION_CORE = "dbt Core"
@@ -55,20 +61,20 @@ DBT_CLOUD_CONNECTION: dict[str, Any] = {
         },
         "timeout": {
             "label": "Request timeout (seconds)",
-            "schema": {"type": "number", "default": 30, "minimum": 1},
+            "schema": {"type": "number", "default": REQUEST_TIMEOUT_S, "minimum": 1},
         },
         "retry_max_attempts": {
             "label": "Attempts per request",
             "description": "Attempts on 429, 5xx, connection errors and timeouts; 1 disables retries.",
-            "schema": {"type": "integer", "default": 5, "minimum": 1},
+            "schema": {"type": "integer", "default": RETRY_MAX_ATTEMPTS, "minimum": 1},
         },
         "retry_backoff_base": {
             "label": "Retry backoff base (seconds)",
-            "schema": {"type": "number", "default": 1, "minimum": 0},
+            "schema": {"type": "number", "default": RETRY_BACKOFF_BASE_S, "minimum": 0},
         },
         "retry_backoff_max": {
             "label": "Retry backoff cap (seconds)",
-            "schema": {"type": "number", "default": 30, "minimum": 0},
+            "schema": {"type": "number", "default": RETRY_BACKOFF_MAX_S, "minimum": 0},
         },
     },
 }

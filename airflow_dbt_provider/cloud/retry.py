@@ -18,6 +18,11 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
+from airflow_dbt_provider.connection_defaults import (
+    RETRY_BACKOFF_BASE_S,
+    RETRY_BACKOFF_MAX_S,
+    RETRY_MAX_ATTEMPTS,
+)
 
 #: Statuses meaning "not processed, come back later": safe to retry for any method.
 NOT_PROCESSED_STATUSES = frozenset({429, 502, 503, 504})
@@ -34,9 +39,9 @@ class RetryPolicy:
     capped at ``backoff_max`` so a call never hangs longer than the policy allows.
     """
 
-    max_attempts: int = 5
-    backoff_base: float = 1.0
-    backoff_max: float = 30.0
+    max_attempts: int = RETRY_MAX_ATTEMPTS
+    backoff_base: float = RETRY_BACKOFF_BASE_S
+    backoff_max: float = RETRY_BACKOFF_MAX_S
     jitter: bool = True
     honour_retry_after: bool = True
 

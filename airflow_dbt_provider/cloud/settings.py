@@ -19,12 +19,12 @@ from urllib.parse import urlsplit
 from airflow_dbt_provider import __version__
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 from airflow_dbt_provider.cloud.retry import RetryPolicy
+from airflow_dbt_provider.connection_defaults import REQUEST_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
 LEGACY_MULTI_TENANT_HOST = "cloud.getdbt.com"
 DEFAULT_ACCESS_URL = f"https://{LEGACY_MULTI_TENANT_HOST}"
-DEFAULT_TIMEOUT = 30.0
 DEFAULT_USER_AGENT = f"airflow-dbt-provider/{__version__}"
 #: Environment variables naming a CA bundle, in the order requests honours them.
 CA_BUNDLE_ENV_VARS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
@@ -86,7 +86,7 @@ class ClientSettings:
     access_url: str = DEFAULT_ACCESS_URL
     verify: bool | str = True
     proxies: dict[str, str] = field(default_factory=dict, hash=False, repr=False)  # may hold passwords
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = REQUEST_TIMEOUT_S
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = DEFAULT_USER_AGENT
 

@@ -29,7 +29,7 @@ from airflow_dbt_provider.cloud import (
     DbtCloudTransientError,
     RetryPolicy,
 )
-from airflow_dbt_provider.cloud.settings import DEFAULT_TIMEOUT
+from airflow_dbt_provider.connection_defaults import REQUEST_TIMEOUT_S
 
 CONN_TYPE = "dbt_cloud_api"
 OFFICIAL_CONN_TYPE = "dbt_cloud"
@@ -116,7 +116,7 @@ def settings_from_connection(conn: Any) -> ClientSettings:
         access_url=host,
         verify=_verify(extra),
         proxies=_proxies(conn.conn_id, _field(extra, "proxies")),
-        timeout=_number(conn.conn_id, extra, "timeout", DEFAULT_TIMEOUT),
+        timeout=_number(conn.conn_id, extra, "timeout", REQUEST_TIMEOUT_S),
         retry=_retry(conn.conn_id, extra),
     )
 

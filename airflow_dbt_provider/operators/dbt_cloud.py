@@ -54,7 +54,12 @@ from airflow_dbt_provider.cloud.run_start import (
     lineage_room,
     plan_run_start,
 )
-from airflow_dbt_provider.dbt_cloud_base import DEFAULT_CONN_ID, DbtCloudBaseOperator, DbtCloudRunError
+from airflow_dbt_provider.dbt_cloud_base import (
+    DEFAULT_CONN_ID,
+    DEFAULT_RUN_TIMEOUT_S,
+    DbtCloudBaseOperator,
+    DbtCloudRunError,
+)
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
 from airflow_dbt_provider.links.dbt_cloud import (
     JOB_RUN_ID_KEY,
@@ -80,8 +85,6 @@ if TYPE_CHECKING:
 RUN_SUMMARY_KEY = "dbt_cloud_run_summary"
 #: Task state store key of the run a try started; survives retries (XComs do not).
 STATE_STORE_KEY = "dbt_cloud_run"
-#: How long a run may take by default before it is cancelled (``timeout``): 7 days.
-DEFAULT_RUN_TIMEOUT = 7 * 24 * 60 * 60
 DEFAULT_CHECK_INTERVAL = 60
 #: What a try does when the task state store is absent or fails.
 WITHOUT_STORE = "a retry finds its dbt Cloud run by the marker in the run's cause"
@@ -173,7 +176,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         azure_pull_request_id: int | str | None = None,
         non_native_pull_request_id: int | str | None = None,
         wait_for_termination: bool = True,
-        timeout: float = DEFAULT_RUN_TIMEOUT,
+        timeout: float = DEFAULT_RUN_TIMEOUT_S,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         retry_from_failure: bool = False,
         reuse_existing_run: bool = False,

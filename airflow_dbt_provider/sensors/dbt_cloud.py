@@ -18,15 +18,17 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow_dbt_provider.cloud import DbtCloudTransientError, RunStatus
 from airflow_dbt_provider.cloud.coerce import to_int
 from airflow_dbt_provider.cloud.reports import failure_message
-from airflow_dbt_provider.dbt_cloud_base import DEFAULT_CONN_ID, DbtCloudBaseOperator, DbtCloudRunError
+from airflow_dbt_provider.dbt_cloud_base import (
+    DEFAULT_CONN_ID,
+    DEFAULT_RUN_TIMEOUT_S,
+    DbtCloudBaseOperator,
+    DbtCloudRunError,
+)
 from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_URL_KEY, DbtCloudRunLink, record_run_url
 from airflow_dbt_provider.triggers.dbt_cloud import DbtCloudRunTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-#: How long the sensor waits by default (Airflow's ``timeout``): 7 days.
-DEFAULT_SENSOR_TIMEOUT = 7 * 24 * 60 * 60
 
 
 class DbtCloudRunSensor(BaseSensorOperator, DbtCloudBaseOperator):
@@ -52,7 +54,7 @@ class DbtCloudRunSensor(BaseSensorOperator, DbtCloudBaseOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("timeout", DEFAULT_SENSOR_TIMEOUT)
+        kwargs.setdefault("timeout", DEFAULT_RUN_TIMEOUT_S)
         if deferrable:
             kwargs.setdefault("poke_interval", 30)
         super().__init__(
