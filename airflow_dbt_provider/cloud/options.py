@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_dbt_provider.cloud.coerce import is_deferred, to_int, to_optional_int
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
+from airflow_dbt_provider.text import one_line, shorten
 
 MAX_CAUSE_LENGTH = 255
 DEFAULT_CAUSE = "Triggered by Airflow (airflow-dbt-provider)"
@@ -116,10 +117,7 @@ class TriggerRunOptions:
     @classmethod
     def with_cause(cls, cause: str, **kwargs: Any) -> TriggerRunOptions:
         """Options whose ``cause`` is truncated to dbt Cloud's 255-character limit."""
-        text = " ".join(str(cause).split()) or DEFAULT_CAUSE
-        if len(text) > MAX_CAUSE_LENGTH:
-            text = text[: MAX_CAUSE_LENGTH - 1] + "…"
-        return cls(cause=text, **kwargs)
+        return cls(cause=shorten(one_line(cause) or DEFAULT_CAUSE, MAX_CAUSE_LENGTH), **kwargs)
 
     def to_api(self) -> dict[str, Any]:
         """The request body: set fields only, so dbt Cloud keeps the job's own defaults."""

@@ -49,6 +49,7 @@ from airflow_dbt_provider.cloud.client import DbtCloudClient
 from airflow_dbt_provider.cloud.errors import DbtCloudNotFoundError
 from airflow_dbt_provider.cloud.models import Run, RunStatus
 from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
+from airflow_dbt_provider.text import one_line, shorten
 
 #: Hex digits of the task instance token: 48 bits, so two task instances of one job never share one.
 TOKEN_LENGTH = 12
@@ -128,10 +129,7 @@ class RunMark:
 def compose_cause(reason: str, ti: TaskInstanceRef) -> str:
     """``reason`` (whitespace collapsed, shortened with ``…`` if needed) and the marker: ≤ 255 chars."""
     marker = ti.marker
-    room = MAX_CAUSE_LENGTH - len(marker) - 1
-    text = " ".join(str(reason).split())
-    if len(text) > room:
-        text = text[: room - 1].rstrip() + "…"
+    text = shorten(one_line(reason), MAX_CAUSE_LENGTH - len(marker) - 1)
     return f"{text} {marker}" if text else marker
 
 
