@@ -146,19 +146,22 @@ class DbtCloudRunTrigger(BaseTrigger):
         self._watch_settings: ClientSettings | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        """JSON primitives only, so any serializer (and the triggerer's decryption) round-trips them."""
-        return (
-            TRIGGER_CLASSPATH,
-            {
-                "run_id": self.run_id,
-                "dbt_cloud_conn_id": self.dbt_cloud_conn_id,
-                "account_id": self.account_id,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-                "cancel_on_kill": self.cancel_on_kill,
-                "try_number": self.try_number,
-            },
-        )
+        """JSON primitives only, so any serializer (and the triggerer's decryption) round-trips them.
+
+        ``try_number`` is written only when set, so a trigger stored by an older version (which had
+        no such kwarg) serializes exactly as it was stored.
+        """
+        kwargs: dict[str, Any] = {
+            "run_id": self.run_id,
+            "dbt_cloud_conn_id": self.dbt_cloud_conn_id,
+            "account_id": self.account_id,
+            "poll_interval": self.poll_interval,
+            "end_time": self.end_time,
+            "cancel_on_kill": self.cancel_on_kill,
+        }
+        if self.try_number is not None:
+            kwargs["try_number"] = self.try_number
+        return TRIGGER_CLASSPATH, kwargs
 
     # --- watching ------------------------------------------------------------------------------
 
