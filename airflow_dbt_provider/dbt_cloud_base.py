@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from airflow_dbt_provider.cloud import DbtCloudClient
 from airflow_dbt_provider.cloud.coerce import to_optional_int
+from airflow_dbt_provider.cloud.events import RunEvent
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 
 DEFAULT_CONN_ID = DbtCloudHook.default_conn_name
@@ -59,6 +60,15 @@ class DbtCloudBaseOperator(BaseOperator):
     def account(self) -> int | None:
         """``account_id`` as rendered, as a number (``None``: the connection's account)."""
         return to_optional_int("account_id", self.account_id)
+
+    def read_event(self, event: Any) -> RunEvent:
+        """The trigger's event, typed; an unreadable one fails the task saying what it was."""
+        try:
+            return RunEvent.from_dict(event)
+        except ValueError:
+            raise DbtCloudRunError(
+                f"{self.task_id}: the dbt Cloud trigger sent an unexpected event {event!r}"
+            ) from None
 
     def new_client(self) -> DbtCloudClient:
         """A client for this task's connection and account; use it as a context manager."""

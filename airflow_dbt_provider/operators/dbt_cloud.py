@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from airflow_dbt_provider.cloud import (
 )
 from airflow_dbt_provider.cloud.coerce import is_deferred, to_int, to_optional_int
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
+from airflow_dbt_provider.cloud.events import RunEventStatus
 from airflow_dbt_provider.cloud.options import (
     MAX_CAUSE_LENGTH,
     TRIGGER_PARAMETERS,
@@ -261,18 +262,14 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
         """Resume after the trigger fired: report the run, cancel it on timeout, or fail."""
-        if not isinstance(event, Mapping) or "status" not in event or "run_id" not in event:
-            raise DbtCloudRunError(
-                f"{self.task_id}: the dbt Cloud trigger sent an unexpected event {event!r}"
-            )
-        self.run_id = int(event["run_id"])
-        status = event["status"]
+        resumed = self.read_event(event)
+        self.run_id = resumed.run_id
         with self.new_client() as client:
-            if status == "timeout":
+            if resumed.status is RunEventStatus.TIMEOUT:
                 self._cancel_after_timeout(client, self.run_id)
-            if status == "failed":
+            if resumed.status is RunEventStatus.FAILED:
                 raise DbtCloudRunError(
-                    f"could not watch dbt Cloud run {self.run_id}: {event.get('message')}. The run may still "
+                    f"could not watch dbt Cloud run {self.run_id}: {resumed.message}. The run may still "
                     "be going in dbt Cloud; check it there and fix the connection."
                 )
             return self._finish(context, client, client.get_run(self.run_id, include_steps=True))

@@ -9,7 +9,7 @@ cancels it: not on timeout and not on kill.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, conf
@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_dbt_provider.cloud import DbtCloudTransientError, RunStatus
 from airflow_dbt_provider.cloud.coerce import to_int
+from airflow_dbt_provider.cloud.events import RunEventStatus
 from airflow_dbt_provider.cloud.reports import failure_message
 from airflow_dbt_provider.dbt_cloud_base import (
     DEFAULT_CONN_ID,
@@ -103,22 +104,18 @@ class DbtCloudRunSensor(BaseSensorOperator, DbtCloudBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> int:
         """Resume after the trigger fired: succeed, fail with the failing steps, or time out."""
-        if not isinstance(event, Mapping) or "status" not in event:
-            raise DbtCloudRunError(
-                f"{self.task_id}: the dbt Cloud trigger sent an unexpected event {event!r}"
-            )
-        run_id = to_int("run_id", event.get("run_id", self.run_id))
-        status = event["status"]
-        if status == "success":
+        resumed = self.read_event(event)
+        run_id = resumed.run_id
+        if resumed.status is RunEventStatus.SUCCESS:
             self.log.info("dbt Cloud run %s succeeded", run_id)
             return run_id
-        if status == "timeout":
+        if resumed.status is RunEventStatus.TIMEOUT:
             raise AirflowSensorTimeout(
                 f"dbt Cloud run {run_id} did not finish within the sensor's timeout={self.timeout}s "
                 "(the run was left alone)"
             )
-        if status == "failed":
-            raise DbtCloudRunError(f"could not watch dbt Cloud run {run_id}: {event.get('message')}")
+        if resumed.status is RunEventStatus.FAILED:
+            raise DbtCloudRunError(f"could not watch dbt Cloud run {run_id}: {resumed.message}")
         with self.new_client() as client:
             run = client.get_run(run_id, include_steps=True)
             raise DbtCloudRunError(failure_message(run, client.run_url(run)))

@@ -54,6 +54,7 @@ from airflow_dbt_provider.cloud import (
     Run,
     RunStatus,
 )
+from airflow_dbt_provider.cloud.events import RunEvent, RunEventStatus
 from airflow_dbt_provider.cloud.pool import LoopCache
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 
@@ -80,9 +81,6 @@ _PERSISTENT_ERRORS = (
     DbtCloudConfigError,
 )
 
-#: Event statuses. ``success``/``error``/``cancelled`` mirror the run; ``timeout`` is the deadline;
-#: ``failed`` means the trigger could not watch the run (bad connection, token, unknown run).
-EVENT_STATUSES = ("success", "error", "cancelled", "timeout", "failed")
 #: How long one trigger's connection lookup serves the others starting on the same triggerer. A
 #: trigger keeps the settings it started with; an auth error drops the shared copy at once.
 CONNECTION_CACHE_TTL_S = 30.0
@@ -171,7 +169,9 @@ class DbtCloudRunTrigger(BaseTrigger):
         try:
             settings = await self._settings()
         except Exception as exc:
-            yield self._event("failed", f"could not read connection {self.dbt_cloud_conn_id!r}: {exc}")
+            yield self._event(
+                RunEventStatus.FAILED, f"could not read connection {self.dbt_cloud_conn_id!r}: {exc}"
+            )
             return
         self._watch_settings = settings
         self._client = AsyncDbtCloudClient(settings)
@@ -193,7 +193,7 @@ class DbtCloudRunTrigger(BaseTrigger):
                 if isinstance(exc, DbtCloudAuthError):  # a token rotated since: let others re-read it
                     _CONNECTIONS.forget(self.dbt_cloud_conn_id)
                 if persistent_errors >= PERSISTENT_ERROR_POLLS:
-                    return self._event("failed", f"gave up watching run {self.run_id}: {exc}")
+                    return self._event(RunEventStatus.FAILED, f"gave up watching run {self.run_id}: {exc}")
                 self.log.warning("dbt Cloud run %s: %s (will ask again)", self.run_id, exc)
             except asyncio.CancelledError:
                 raise
@@ -205,13 +205,15 @@ class DbtCloudRunTrigger(BaseTrigger):
             else:
                 persistent_errors = 0
                 if run.status.is_terminal:
-                    return self._terminal_event(run)
+                    return TriggerEvent(RunEvent.of_run(run).to_dict())
                 if run.status is not last_status:  # a line per change, not per poll
                     self.log.info("dbt Cloud run %s is %s", self.run_id, run.status.name.lower())
                     last_status = run.status
             remaining = self._remaining()
             if remaining is not None and remaining <= 0:
-                return self._event("timeout", f"run {self.run_id} did not finish before the deadline")
+                return self._event(
+                    RunEventStatus.TIMEOUT, f"run {self.run_id} did not finish before the deadline"
+                )
             await asyncio.sleep(
                 self.poll_interval if remaining is None else min(self.poll_interval, remaining)
             )
@@ -231,19 +233,8 @@ class DbtCloudRunTrigger(BaseTrigger):
     def _remaining(self) -> float | None:
         return None if self.end_time is None else self.end_time - time.time()
 
-    def _terminal_event(self, run: Run) -> TriggerEvent:
-        status = run.status.name.lower()
-        message = {
-            "success": f"run {run.id} succeeded",
-            "error": f"run {run.id} failed: {run.status_message or 'see its steps'}",
-            "cancelled": f"run {run.id} was cancelled in dbt Cloud",
-        }[status]
-        return self._event(status, message, run_status=int(run.status))
-
-    def _event(self, status: str, message: str, run_status: int | None = None) -> TriggerEvent:
-        return TriggerEvent(
-            {"status": status, "run_id": self.run_id, "run_status": run_status, "message": message}
-        )
+    def _event(self, status: RunEventStatus, message: str) -> TriggerEvent:
+        return TriggerEvent(RunEvent(status, self.run_id, message).to_dict())
 
     async def _settings(self, *, fresh: bool = False) -> ClientSettings:
         """Client settings from the connection; shared for a while by the triggers of one triggerer.
