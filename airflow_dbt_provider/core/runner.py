@@ -122,6 +122,8 @@ class DbtRunner:
         installed, into a mirror of the project (the project directory is never written).
     :param artifacts_dir: when set, each invocation's artifacts and ``dbt.log`` are copied here.
     :param send_anonymous_usage_stats: opt in to dbt's anonymous usage tracking (off by default).
+    :param callbacks: more dbt event callbacks, called from dbt's threads (e.g. to publish each
+        node's result as it finishes); like the logging callback they must not raise.
     """
 
     def __init__(
@@ -141,7 +143,9 @@ class DbtRunner:
         install_deps: bool = False,
         artifacts_dir: str | os.PathLike[str] | None = None,
         send_anonymous_usage_stats: bool = False,
+        callbacks: Sequence[Any] = (),
     ) -> None:
+        self.callbacks = list(callbacks)
         self.project_dir = _existing_project(project_dir)
         self.profiles_dir = _profiles_dir(profiles_dir, self.project_dir)
         self.target = target
@@ -263,7 +267,9 @@ class DbtRunner:
         # the option's default (``~/.dbt`` must exist) before dbt applies keyword overrides.
         argv = [*argv, "--profiles-dir", str(self.profiles_dir)]
         try:
-            return dbtRunner(manifest=manifest, callbacks=[self.events]).invoke(argv, **params)
+            return dbtRunner(manifest=manifest, callbacks=[self.events, *self.callbacks]).invoke(
+                argv, **params
+            )
         finally:
             release_adapters()
 

@@ -38,6 +38,11 @@ Mode = Literal["per_node", "single_build"]
 MODES: tuple[str, ...] = ("per_node", "single_build")
 #: Operator arguments the group sets itself per task.
 _GROUP_OWNED = ("task_id", "select", "selector", "outlets", "command")
+#: The ``single_build`` producer and end tasks (inside the group: ``<group>.dbt_build``).
+PRODUCER_TASK_ID = "dbt_build"
+END_TASK_ID = "end"
+#: An absolute weight above any node task's, so executors start the producer first.
+PRODUCER_PRIORITY = 1_000_000
 _TASK_ID_UNSAFE = re.compile(r"[^\w.-]")
 
 log = logging.getLogger(__name__)
@@ -133,15 +138,19 @@ class DbtTaskGroup(TaskGroup):
         return {**self.profile.operator_kwargs(), **self.operator_args, "project_dir": str(self.project_dir)}
 
     def _render(self, source_freshness: bool) -> None:
-        from airflow_dbt_provider.operators.dbt_node import DbtNodeOperator
+        from airflow_dbt_provider.operators.dbt_node import DbtNodeOperator, DbtNodeResultOperator
 
         common = self._common_args()
         exclude = list(self.selection.exclude) or None
         task_ids = _task_ids(self.graph.nodes)
         adapter = self.graph.adapter_type
+        node_class: type[DbtNodeOperator] = DbtNodeOperator
+        if self.mode == "single_build":
+            node_class = DbtNodeResultOperator
+            common = {**common, "producer_task_id": self._render_producer(common, task_ids)}
         for node in self.graph.nodes:
             outlets = [Asset(uri=_node_uri(adapter, node))] if node.resource_type != "test" else []
-            task = DbtNodeOperator(
+            task = node_class(
                 task_id=task_ids[node.unique_id],
                 unique_id=node.unique_id,
                 node_select=node.selector,
@@ -155,6 +164,32 @@ class DbtTaskGroup(TaskGroup):
             self.node_tasks[node.unique_id] = task
         if source_freshness:
             self._render_freshness(common)
+
+    def _render_producer(self, common: dict[str, Any], task_ids: Mapping[str, str]) -> str:
+        """``<group>.dbt_build`` (first in the queue) and ``<group>.end`` (``all_done``) after it."""
+        from airflow_dbt_provider.operators.dbt_node import DbtBuildProducerOperator
+
+        if common.get("dbt_executable"):
+            raise ValueError(
+                "mode='single_build' publishes node results from dbt's events in process; it cannot "
+                "use dbt_executable. Use mode='per_node' for a dbt in another virtualenv"
+            )
+        if PRODUCER_TASK_ID in task_ids.values() or END_TASK_ID in task_ids.values():
+            raise ValueError(
+                f"A dbt node is named {PRODUCER_TASK_ID!r} or {END_TASK_ID!r}; use mode='per_node'"
+            )
+        selection = self.selection
+        producer = DbtBuildProducerOperator(
+            task_id=PRODUCER_TASK_ID,
+            members={n.unique_id: (n.unique_id, *n.tests) for n in self.graph.nodes},
+            select=list(selection.select) or None,
+            exclude=list(selection.exclude) or None,
+            selector=selection.selector,
+            **{**common, "priority_weight": PRODUCER_PRIORITY, "weight_rule": "absolute"},
+        )
+        producer >> _GroupEnd(task_id=END_TASK_ID, trigger_rule="all_done")
+        self.producer = producer
+        return producer.task_id
 
     def _render_freshness(self, common: dict[str, Any]) -> None:
         from airflow_dbt_provider.operators.dbt import DbtSourceFreshnessOperator
@@ -210,6 +245,15 @@ class DbtTaskGroup(TaskGroup):
             raise DbtConfigurationError(f"DbtTaskGroup {self.group_id!r}: dbt ls failed: {detail}")
         ids = [json.loads(line)["unique_id"] for line in result.output or ()]
         return result.captured["manifest.json"], ids
+
+
+class _GroupEnd(BaseOperator):
+    """Follows the producer whatever its outcome, so the group's outcome is its nodes' outcomes."""
+
+    ui_color = "#e8f7e4"
+
+    def execute(self, context: Any) -> None:
+        """Nothing to do: the node tasks carry the results."""
 
 
 class _ProfileArgs:
