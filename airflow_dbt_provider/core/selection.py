@@ -38,8 +38,10 @@ _SKIPPED_DIRS = frozenset({"target", "logs", "dbt_packages", "dbt_modules", ".gi
 _SKIPPED_SUFFIXES = (".duckdb", ".duckdb.wal", ".pyc", ".msgpack")
 _STATEFUL = re.compile(r"(?:^|[\s,+@]|\d\+)(" + "|".join(STATEFUL_METHODS) + r")(?:\.[\w.]*)?:")
 
-#: ``list_nodes(selection) -> (manifest.json bytes, selected unique ids)``: one ``dbt ls``.
-ListNodes = Callable[["Selection"], tuple[bytes, list[str]]]
+#: ``list_nodes(selection, manifest_out, selection_key)``: one ``dbt ls`` that writes the cache
+#: itself (``manifest_out`` when a parse is needed; the ids under ``selection_key``, or, when that
+#: is None, under the key of the manifest it parsed). See :mod:`airflow_dbt_provider.core.list_nodes`.
+ListNodes = Callable[["Selection", "Path | None", "str | None"], None]
 
 log = logging.getLogger(__name__)
 
@@ -161,29 +163,49 @@ def resolve(
                 newer,
             )
     ran_dbt = False
-    ids: list[str] | None = None
     if raw is None:
         content_key = _digest(content_hash(project_dir), parse_inputs or {}, _dbt_version())
         source = cache.manifest_path(content_key)
-        try:
-            raw = source.read_bytes()
-        except OSError:
-            raw, ids = list_nodes(selection)
+        if not source.is_file():
+            list_nodes(selection, source, None)
             ran_dbt = True
-            cache.write(source, raw)
+        raw = source.read_bytes()
     manifest = json.loads(raw)
     sha = hashlib.sha256(raw).hexdigest()
     selection.refuse_stateful(manifest)
     if selection.everything:
         return Resolved(manifest, sha, None, source, ran_dbt)
-    key = _digest(sha, selection.key(), _dbt_version())
+    key = selection_key(sha, selection)
+    ids = cache.read_selection(key)
     if ids is None:
+        list_nodes(selection, None, key)
+        ran_dbt = True
         ids = cache.read_selection(key)
     if ids is None:
-        _, ids = list_nodes(selection)
-        ran_dbt = True
-    cache.write(cache.selection_path(key), json.dumps(sorted(ids)).encode())
+        raise DbtConfigurationError(f"dbt ls wrote no selection for {selection.key()} under {cache.root}")
     return Resolved(manifest, sha, frozenset(ids), source, ran_dbt)
+
+
+def selection_key(manifest_sha: str, selection: Selection) -> str:
+    """The cache key of a selection's ids on one manifest."""
+    return _digest(manifest_sha, selection.key(), _dbt_version())
+
+
+def store_listing(
+    cache: ProjectCache,
+    selection: Selection,
+    manifest: bytes,
+    ids: Sequence[str],
+    *,
+    manifest_out: Path | None,
+    key: str | None,
+) -> None:
+    """Write what one ``dbt ls`` found: the parsed manifest (if asked) and the selected ids."""
+    if manifest_out is not None:
+        cache.write(manifest_out, manifest)
+    if key is None:
+        key = selection_key(hashlib.sha256(manifest).hexdigest(), selection)
+    cache.write(cache.selection_path(key), json.dumps(sorted(ids)).encode())
 
 
 def newer_file(project_dir: Path, than_ns: int) -> Path | None:

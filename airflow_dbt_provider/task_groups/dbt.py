@@ -19,9 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +28,7 @@ from airflow.sdk import Asset, BaseOperator, TaskGroup
 
 from airflow_dbt_provider.assets import asset_uri
 from airflow_dbt_provider.core.errors import DbtConfigurationError
-from airflow_dbt_provider.core.manifest_graph import SELECTABLE_TYPES, GraphNode, ProjectGraph, project_graph
+from airflow_dbt_provider.core.manifest_graph import GraphNode, ProjectGraph, project_graph
 from airflow_dbt_provider.core.parse_cache import default_cache_dir
 from airflow_dbt_provider.core.selection import ProjectCache, Resolved, Selection, resolve
 
@@ -118,11 +116,14 @@ class DbtTaskGroup(TaskGroup):
             profile_overrides=dict(profile_overrides) if profile_overrides else None,
         )
         self.operator_args = dict(operator_args or {})
+        self.cache = ProjectCache(
+            Path(cache_dir) if cache_dir is not None else default_cache_dir() / "task-groups"
+        )
         self.resolved: Resolved = resolve(
             self.project_dir,
             self.selection,
             self._list_nodes,
-            ProjectCache(Path(cache_dir) if cache_dir is not None else default_cache_dir() / "task-groups"),
+            self.cache,
             manifest_path=Path(manifest_path).expanduser() if manifest_path is not None else None,
             parse_inputs=self.profile.parse_inputs(self.operator_args),
         )
@@ -208,43 +209,30 @@ class DbtTaskGroup(TaskGroup):
 
     # -- selection through dbt ls (cache misses only) -------------------------------------------
 
-    def _list_nodes(self, selection: Selection) -> tuple[bytes, list[str]]:
-        """One ``dbt ls`` (parsing the project): the manifest and the selected unique ids."""
-        import json
+    def _list_nodes(self, selection: Selection, manifest_out: Path | None, selection_key: str | None) -> None:
+        """One ``dbt ls`` (parsing the project) in a child process that stores its answer."""
+        from airflow_dbt_provider.core.list_nodes import ListRequest, list_in_child
 
-        from airflow_dbt_provider.core.runner import DbtRunner
-
-        quiet = logging.Logger(f"{__name__}.ls", logging.WARNING)
-        quiet.parent = log
         args = self.operator_args
-        with self.profile.resolved() as (profiles_dir, target, profile_env):
-            runner = DbtRunner(
-                self.project_dir,
+        profiles_dir, target, profile_env, private = self.profile.for_child()
+        list_in_child(
+            ListRequest(
+                project_dir=str(self.project_dir),
+                cache_root=str(self.cache.root),
+                manifest_out=str(manifest_out) if manifest_out is not None else None,
+                selection_key=selection_key,
+                select=list(selection.select),
+                exclude=list(selection.exclude),
+                selector=selection.selector,
                 profiles_dir=profiles_dir,
                 target=target,
                 vars=args.get("vars"),
                 env={**(args.get("env") or {}), **profile_env},
                 secrets=list(profile_env.values()),
-                logger=quiet,
                 install_deps=args.get("install_deps", True),
+                cleanup_dir=private,
             )
-            words = ["ls", "--output", "json", "--output-keys", "unique_id"]
-            for resource_type in SELECTABLE_TYPES:
-                words += ["--resource-type", resource_type]
-            params: dict[str, Any] = {}
-            if selection.select:
-                params["select"] = list(selection.select)
-            if selection.exclude:
-                params["exclude"] = list(selection.exclude)
-            if selection.selector:
-                params["selector"] = selection.selector
-            with runner:
-                result = runner.invoke(words, capture=("manifest.json",), **params)
-        if not result.success or "manifest.json" not in result.captured:
-            detail = "; ".join(result.error_messages) or "see the log"
-            raise DbtConfigurationError(f"DbtTaskGroup {self.group_id!r}: dbt ls failed: {detail}")
-        ids = [json.loads(line)["unique_id"] for line in result.output or ()]
-        return result.captured["manifest.json"], ids
+        )
 
 
 class _GroupEnd(BaseOperator):
@@ -294,12 +282,14 @@ class _ProfileArgs:
             "env": sorted((operator_args.get("env") or {}).items()),
         }
 
-    @contextmanager
-    def resolved(self) -> Iterator[tuple[str | None, str | None, dict[str, str]]]:
-        """``(profiles_dir, target, env)`` for dbt: the user's, or a private one from the connection."""
+    def for_child(self) -> tuple[str | None, str | None, dict[str, str], str | None]:
+        """``(profiles_dir, target, env, private_dir)`` for a parse-time ``dbt ls``.
+
+        With ``profile_conn_id`` the profile is written to a private directory that the child
+        removes when done (it may outlive this process when the DAG processor times out).
+        """
         if not self.profile_conn_id:
-            yield self.profiles_dir, self.target, {}
-            return
+            return self.profiles_dir, self.target, {}, None
         from airflow.sdk import BaseHook
 
         from airflow_dbt_provider.profiles import target_from_connection, write_profiles_dir
@@ -312,10 +302,7 @@ class _ProfileArgs:
             overrides=self.profile_overrides,
         )
         private = write_profiles_dir(dbt_target)
-        try:
-            yield str(private), dbt_target.target_name, dict(dbt_target.env)
-        finally:
-            shutil.rmtree(private, ignore_errors=True)
+        return str(private), dbt_target.target_name, dict(dbt_target.env), str(private)
 
 
 def _node_uri(adapter: str, node: GraphNode) -> str:
