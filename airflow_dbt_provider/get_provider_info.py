@@ -136,7 +136,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION_CORE,
-                "python-modules": ["airflow_dbt_provider.operators.dbt"],
+                "python-modules": [
+                    "airflow_dbt_provider.operators.dbt",
+                    "airflow_dbt_provider.operators.dbt_node",
+                ],
             },
             {
                 "integration-name": INTEGRATION_CLOUD,
@@ -153,6 +156,10 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION_CLOUD,
                 "python-modules": ["airflow_dbt_provider.triggers.dbt_cloud"],
+            },
+            {
+                "integration-name": INTEGRATION_CORE,
+                "python-modules": ["airflow_dbt_provider.triggers.dbt_task_group"],
             },
         ],
         "extra-links": ["airflow_dbt_provider.links.dbt_cloud.DbtCloudRunLink"],
