@@ -145,6 +145,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_dbt_provider.operators.dbt",
                     "airflow_dbt_provider.operators.dbt_base",
+                    "airflow_dbt_provider.operators.dbt_node",
                 ],
             },
             {
@@ -165,6 +166,10 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": INTEGRATION_CLOUD,
                 "python-modules": ["airflow_dbt_provider.triggers.dbt_cloud"],
+            },
+            {
+                "integration-name": INTEGRATION_CORE,
+                "python-modules": ["airflow_dbt_provider.triggers.dbt_task_group"],
             },
         ],
         "extra-links": ["airflow_dbt_provider.links.dbt_cloud.DbtCloudRunLink"],

@@ -52,9 +52,9 @@ def _connection(emulator: DbtCloudEmulator) -> str:
 
 
 def _run_dags(deployment: AirflowDeployment) -> dict[str, tuple[str, float, dict[str, str]]]:
-    """Run both example DAGs as a user would and return ``dag_id -> (state, seconds, task states)``."""
+    """Run the example DAGs as a user would and return ``dag_id -> (state, seconds, task states)``."""
     api = deployment.api()
-    for dag_id in ("dbt_local_duckdb", "dbt_cloud_job"):
+    for dag_id in ("dbt_local_duckdb", "dbt_cloud_job", "dbt_task_group_duckdb"):
         api.wait_for_dag(dag_id)
     started = time.monotonic()
     # dbt_local_duckdb is @daily with catchup off: unpausing creates one scheduled run (its `ds`
@@ -66,6 +66,7 @@ def _run_dags(deployment: AirflowDeployment) -> dict[str, tuple[str, float, dict
     runs = {
         "dbt_local_duckdb": local_run["dag_run_id"],
         "dbt_cloud_job": api.trigger_dag_run("dbt_cloud_job"),
+        "dbt_task_group_duckdb": api.trigger_dag_run("dbt_task_group_duckdb"),
     }
     results: dict[str, tuple[str, float, dict[str, str]]] = {}
     for dag_id, run_id in runs.items():

@@ -115,6 +115,8 @@ class DbtRunner:
         installed, into a mirror of the project (the project directory is never written).
     :param artifacts_dir: when set, each invocation's artifacts and ``dbt.log`` are copied here.
     :param send_anonymous_usage_stats: opt in to dbt's anonymous usage tracking (off by default).
+    :param callbacks: more dbt event callbacks, called from dbt's threads (e.g. to publish each
+        node's result as it finishes); like the logging callback they must not raise.
     """
 
     def __init__(
@@ -134,7 +136,9 @@ class DbtRunner:
         install_deps: bool = False,
         artifacts_dir: str | os.PathLike[str] | None = None,
         send_anonymous_usage_stats: bool = False,
+        callbacks: Sequence[Any] = (),
     ) -> None:
+        self.callbacks = list(callbacks)
         self.project_dir = _existing_project(project_dir)
         self.profiles_dir = _profiles_dir(profiles_dir, self.project_dir)
         self.target = target
@@ -258,7 +262,9 @@ class DbtRunner:
         argv = [*argv, "--profiles-dir", str(self.profiles_dir)]
         forget_deprecations()  # each invocation summarises only its own deprecations, once
         try:
-            return dbtRunner(manifest=manifest, callbacks=[self.events]).invoke(argv, **params)
+            return dbtRunner(manifest=manifest, callbacks=[self.events, *self.callbacks]).invoke(
+                argv, **params
+            )
         finally:
             release_adapters()
 

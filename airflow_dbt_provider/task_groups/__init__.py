@@ -1,0 +1,1 @@
+"""Task groups that render a dbt project as Airflow tasks."""

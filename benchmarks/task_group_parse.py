@@ -1,0 +1,179 @@
+"""DAG-file parse time of a dbt project rendered as tasks: our DbtTaskGroup vs cosmos vs a floor.
+
+For each generated project (``benchmarks/dbt_project.py``, N models) the manifest is written once
+by ``dbt parse``; then three DAG files are parsed, each in a fresh process after Airflow is
+imported (what the DAG processor pays per parse), caches warm, no selection:
+
+* ``ours``: ``DbtTaskGroup(project_dir, manifest_path=...)`` (``per_node``), in ``.venv``;
+* ``cosmos``: cosmos ``DbtTaskGroup`` with ``LoadMode.DBT_MANIFEST``, in ``.bench/venv``;
+* ``floor``: one ``EmptyOperator`` per model and seed, with the manifest's edges, built from the
+  same manifest.json in a plain loop, in ``.venv``.
+
+Each figure is the median of ``repeats`` parses (``DagBag`` over the one file); peak RSS is the
+child's ``ru_maxrss``. Run: ``python -m benchmarks.task_group_parse --sizes 100,1000,5000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from benchmarks.dbt_project import generate_project
+from benchmarks.paths import BENCH_VENV, PROJECT_VENV, PROJECTS_DIR, WORK_DIR
+
+#: Parses a DAG file with a DagBag after Airflow is imported; prints seconds, tasks and peak RSS.
+_CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    import airflow  # noqa: F401  (imported before timing: the DAG processor has it already)
+    from airflow.dag_processing.dagbag import DagBag
+    started = time.perf_counter()
+    bag = DagBag(dag_folder=sys.argv[1])
+    elapsed = time.perf_counter() - started
+    assert not bag.import_errors, bag.import_errors
+    (dag,) = bag.dags.values()
+    print(json.dumps({"seconds": elapsed, "tasks": len(dag.tasks), "dbt_imported": "dbt" in sys.modules,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+_OURS = """
+from datetime import datetime
+from airflow.sdk import DAG
+from airflow_dbt_provider.task_groups.dbt import DbtTaskGroup
+with DAG("bench_ours", schedule=None, start_date=datetime(2026, 1, 1)):
+    DbtTaskGroup(group_id="dbt", project_dir={project!r}, manifest_path={manifest!r},
+                 profiles_dir={profiles!r}, cache_dir={cache!r})
+"""
+
+_COSMOS = """
+from datetime import datetime
+from airflow.sdk import DAG
+from cosmos import DbtTaskGroup, ProfileConfig, ProjectConfig, RenderConfig
+from cosmos.constants import LoadMode
+with DAG("bench_cosmos", schedule=None, start_date=datetime(2026, 1, 1)):
+    DbtTaskGroup(
+        group_id="dbt",
+        project_config=ProjectConfig({project!r}, manifest_path={manifest!r}),
+        profile_config=ProfileConfig(profile_name="bench", target_name="dev",
+                                     profiles_yml_filepath={profiles!r} + "/profiles.yml"),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST),
+    )
+"""
+
+_FLOOR = """
+import json
+from datetime import datetime
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+with DAG("bench_floor", schedule=None, start_date=datetime(2026, 1, 1)):
+    nodes = json.load(open({manifest!r}))["nodes"]
+    tasks = {{uid: EmptyOperator(task_id=n["name"]) for uid, n in nodes.items()
+              if n["resource_type"] in ("model", "seed")}}
+    for uid, task in tasks.items():
+        for parent in nodes[uid].get("depends_on", {{}}).get("nodes", []):
+            if parent in tasks:
+                tasks[parent] >> task
+"""
+
+
+def _manifest(project: Path, profiles: Path) -> Path:
+    target = project / "target" / "manifest.json"
+    if not target.is_file():
+        subprocess.run(
+            [
+                str(PROJECT_VENV / "bin" / "dbt"),
+                "parse",
+                "--project-dir",
+                str(project),
+                "--profiles-dir",
+                str(profiles),
+            ],
+            check=True,
+            capture_output=True,
+            env={"DO_NOT_TRACK": "1", "PATH": "/usr/bin:/bin"},
+        )
+    return target
+
+
+def _parse(python: Path, dag_file: Path, repeats: int, env: dict[str, str]) -> dict[str, Any]:
+    runs = []
+    for _ in range(repeats + 1):  # the first parse warms the OS page cache and our render cache
+        out = subprocess.run(
+            [str(python), "-c", _CHILD, str(dag_file)], capture_output=True, text=True, env=env, check=False
+        )
+        if out.returncode != 0:
+            return {"error": out.stderr.strip().splitlines()[-1:]}
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = runs[1:]
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "tasks": runs[0]["tasks"],
+        "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
+        "dbt_imported": runs[0]["dbt_imported"],
+    }
+
+
+def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, Any]]:
+    """Median parse seconds, task count and peak RSS per arm and size."""
+    import os
+
+    results: dict[int, dict[str, Any]] = {}
+    for n in sizes:
+        bench = generate_project(PROJECTS_DIR, n)
+        manifest = _manifest(bench.project_dir, bench.profiles_dir)
+        work = WORK_DIR / "task_group_parse" / str(n)
+        args = {
+            "project": str(bench.project_dir),
+            "manifest": str(manifest),
+            "profiles": str(bench.profiles_dir),
+            "cache": str(work / "cache"),
+        }
+        arms = {
+            "ours": (_OURS, PROJECT_VENV),
+            "floor": (_FLOOR, PROJECT_VENV),
+            "cosmos": (_COSMOS, BENCH_VENV),
+        }
+        results[n] = {}
+        for arm, (template, venv) in arms.items():
+            folder = work / arm
+            folder.mkdir(parents=True, exist_ok=True)
+            dag_file = folder / f"bench_{arm}.py"
+            dag_file.write_text(template.format(**args))
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+                "AIRFLOW_HOME": str(work / "airflow-home"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__COSMOS__CACHE_DIR": str(work / "cosmos-cache"),
+                "DO_NOT_TRACK": "1",
+            }
+            if not (venv / "bin" / "python").is_file():
+                results[n][arm] = {"error": f"{venv} is missing (make bench creates it)"}
+                continue
+            results[n][arm] = _parse(venv / "bin" / "python", dag_file, repeats, env)
+            print(n, arm, json.dumps(results[n][arm]), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    results = measure([int(s) for s in args.sizes.split(",")], args.repeats)
+    for n, arms in results.items():
+        ours, cosmos, floor = (arms.get(a, {}).get("seconds") for a in ("ours", "cosmos", "floor"))
+        ratio = f"{ours / cosmos:.2f}x cosmos" if ours and cosmos else "cosmos n/a"
+        floor_ratio = f"{ours / floor:.2f}x floor" if ours and floor else ""
+        print(f"{n} models: ours {ours}, cosmos {cosmos}, floor {floor}: {ratio}, {floor_ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

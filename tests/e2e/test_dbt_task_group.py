@@ -1,0 +1,109 @@
+"""The DbtTaskGroup example DAG (``single_build`` on DuckDB) on a real deployment.
+
+The scheduler runs the producer and the node tasks side by side on LocalExecutor: node tasks
+that start while the producer builds defer to the shared-poll trigger in the real triggerer and
+end with their own node's record, read back through the REST API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.airflow_api import AirflowApi
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "dbt_task_group_duckdb"
+NODES = {
+    "raw_customers",
+    "raw_orders",
+    "raw_payments",
+    "stg_customers",
+    "stg_orders",
+    "stg_payments",
+    "orders",
+    "customers",
+    "customers_snapshot",
+    "relationships_orders_customer_id__customer_id__ref_customers_",
+}
+
+
+def test_single_build_group_runs_green_with_deferred_node_tasks(airflow: AirflowApi) -> None:
+    # A cold first parse (dbt import, packages, parse) can outlast dagbag_import_timeout on a loaded
+    # machine; dbt finishes in the background and the DAG appears at the file's next parse.
+    airflow.wait_for_dag(DAG_ID, timeout=420, grace=400)
+    run_id = airflow.trigger_dag_run(DAG_ID)
+    try:
+        run = airflow.wait_for_dag_run(DAG_ID, run_id, timeout=600)
+    finally:
+        airflow.set_paused(DAG_ID, True)
+    assert run["state"] == "success", airflow.describe_run(DAG_ID, run_id)
+    states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(DAG_ID, run_id)}
+    assert states == {
+        **{f"jaffle_shop.{n}": "success" for n in NODES},
+        "jaffle_shop.dbt_build": "success",
+        "jaffle_shop.end": "success",
+    }
+    deferred = [
+        n
+        for n in NODES
+        if "Pausing task as DEFERRED" in airflow.task_log_text(DAG_ID, run_id, f"jaffle_shop.{n}")
+    ]
+    assert deferred, "no node task deferred while the producer was building"
+    for name in NODES:
+        record = airflow.xcom(DAG_ID, run_id, f"jaffle_shop.{name}")
+        assert record["source"] == "jaffle_shop.dbt_build", (name, record)
+        assert record["status"] == "success"
+    events = airflow.asset_events(source_dag_id=DAG_ID, source_run_id=run_id)
+    by_task = {e["source_task_id"]: e["uri"] for e in events}
+    assert by_task["jaffle_shop.customers"].endswith("/main/customers")
+    assert len(by_task) == len(NODES) - 1  # the relationships test task has no relation
+
+
+KILL_DAG = "e2e_dbt_task_group_kill"
+
+
+def test_killed_producer_fails_unfinished_nodes_and_clearing_builds_only_them(
+    airflow: AirflowApi, airflow_deployment: Any
+) -> None:
+    flag = Path(airflow_deployment.home) / "e2e_tg_kill" / "slow.flag"
+    flag.parent.mkdir(parents=True, exist_ok=True)
+    flag.touch()
+    airflow.wait_for_dag(KILL_DAG, timeout=420, grace=400)
+    run_id = airflow.trigger_dag_run(KILL_DAG)
+    try:
+        # dbt is inside `slow` (waiting on the flag) once every other node has its record.
+        airflow.wait_for_task_state(KILL_DAG, run_id, "jaffle.customers", ["success"], timeout=420)
+        airflow.wait_for_task_state(KILL_DAG, run_id, "jaffle.slow", ["deferred"], timeout=120)
+        airflow.set_task_state(KILL_DAG, run_id, "jaffle.dbt_build", "failed")  # the supervisor kills it
+        slow = airflow.wait_for_task_state(KILL_DAG, run_id, "jaffle.slow", ["failed"], timeout=180)
+        log = airflow.task_log_text(KILL_DAG, run_id, "jaffle.slow", slow["try_number"])
+        assert "jaffle.dbt_build ended (failed) before dbt finished model.jaffle_shop.slow" in log
+        states = {ti["task_id"]: ti["state"] for ti in airflow.task_instances(KILL_DAG, run_id)}
+        finished = {t for t, s in states.items() if s == "success"}
+        assert {"jaffle.stg_customers", "jaffle.orders", "jaffle.customers", "jaffle.end"} <= finished, states
+        tries_before = {ti["task_id"]: ti["try_number"] for ti in airflow.task_instances(KILL_DAG, run_id)}
+        # Fix the cause, clear only the failed node: it builds itself; nothing else runs again.
+        flag.unlink()
+        airflow.request(
+            "POST",
+            f"/api/v2/dags/{KILL_DAG}/clearTaskInstances",
+            json_body={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": ["jaffle.slow"],
+                "only_failed": True,
+            },
+        )
+        run = airflow.wait_for_dag_run(KILL_DAG, run_id, states=["success"], timeout=300)
+    finally:
+        flag.unlink(missing_ok=True)
+        airflow.set_paused(KILL_DAG, True)
+    assert run["state"] == "success"
+    tries_after = {ti["task_id"]: ti["try_number"] for ti in airflow.task_instances(KILL_DAG, run_id)}
+    assert tries_after == {**tries_before, "jaffle.slow": tries_before["jaffle.slow"] + 1}
+    rebuilt = airflow.task_log_text(KILL_DAG, run_id, "jaffle.slow", tries_after["jaffle.slow"])
+    assert "building it here" in rebuilt
+    assert airflow.xcom(KILL_DAG, run_id, "jaffle.slow")["nodes"] == 1
