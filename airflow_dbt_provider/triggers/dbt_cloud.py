@@ -1,6 +1,6 @@
 """Watch a dbt Cloud run from the triggerer until it ends, the deadline passes, or the task is killed.
 
-Design choices, each against a failure users of other providers hit:
+What the trigger promises, and why:
 
 * **Transient faults never fail the task.** 429, 5xx, resets and timeouts are retried inside the
   client; when its retries are exhausted the trigger logs a warning and polls again at the next
