@@ -264,6 +264,21 @@ def unwrap(call: ApiCall, payload: Any) -> Any:
     )
 
 
+def check_limit(limit: int | None) -> None:
+    """Reject a ``limit`` that is not a positive integer (``None`` means no limit)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise DbtCloudConfigError(f"limit must be a positive integer or None (no limit), got {limit!r}")
+
+
+def artifact_paths(data: Any, run_id: int) -> list[str]:
+    """The artifact list of run ``run_id``: the API's ``data`` must be a list of paths."""
+    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+        raise DbtCloudResponseError(
+            f"dbt Cloud answered the artifact list of run {run_id} with {str(data)[:120]!r}"
+        )
+    return list(data)
+
+
 def total_count(payload: Any) -> int | None:
     """``extra.pagination.total_count`` of a list answer, when the API sends it."""
     try:
