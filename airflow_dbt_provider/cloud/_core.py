@@ -264,21 +264,6 @@ def unwrap(call: ApiCall, payload: Any) -> Any:
     )
 
 
-def check_limit(limit: int | None) -> None:
-    """Reject a ``limit`` that is not a positive integer (``None`` means no limit)."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise DbtCloudConfigError(f"limit must be a positive integer or None (no limit), got {limit!r}")
-
-
-def artifact_paths(data: Any, run_id: int) -> list[str]:
-    """The artifact list of run ``run_id``: the API's ``data`` must be a list of paths."""
-    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
-        raise DbtCloudResponseError(
-            f"dbt Cloud answered the artifact list of run {run_id} with {str(data)[:120]!r}"
-        )
-    return list(data)
-
-
 def total_count(payload: Any) -> int | None:
     """``extra.pagination.total_count`` of a list answer, when the API sends it."""
     try:
@@ -297,6 +282,11 @@ class Pager:
     items: list[Any] = field(default_factory=list)
     done: bool = False
     _page_size: int = MAX_PAGE_SIZE
+
+    def __post_init__(self) -> None:
+        limit = self.limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise DbtCloudConfigError(f"limit must be a positive integer or None (no limit), got {limit!r}")
 
     def next_call(self) -> ApiCall:
         remaining = self.limit - len(self.items) if self.limit is not None else MAX_PAGE_SIZE

@@ -27,8 +27,6 @@ from airflow_dbt_provider.cloud._core import (
     ApiCall,
     Pager,
     RetrySchedule,
-    artifact_paths,
-    check_limit,
     headers,
     parse_json,
     require_account,
@@ -295,7 +293,6 @@ class DbtCloudClient:
         ``include_related`` asks for relations too (``job``, ``environment``, ``repository``...);
         each run keeps them, as the API sent them, in :attr:`Run.related`.
         """
-        check_limit(limit)
         call = ep.list_runs(self.settings, job_id, status, order_by, include_related)
         return [Run.from_api(r) for r in self._all(call, limit)]
 
@@ -327,7 +324,7 @@ class DbtCloudClient:
 
     def list_artifacts(self, run_id: int, step: int | None = None) -> list[str]:
         data = self._data(ep.list_artifacts(self.settings, run_id, step))
-        return artifact_paths(data, run_id)
+        return ep.artifact_paths(data, run_id)
 
     def get_artifact(self, run_id: int, path: str, step: int | None = None) -> bytes:
         return self._send(ep.get_artifact(self.settings, run_id, path, step)).content
