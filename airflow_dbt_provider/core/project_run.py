@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import tempfile
+import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,20 @@ class RunnerOptions(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
+class Request:
+    """What one ``invoke`` call asked for."""
+
+    command: str
+    argv: list[str]
+    overrides: Mapping[str, Any]
+    capture: Collection[str]
+    started: float  # time.monotonic() when invoke began: elapsed covers packages and parsing too
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass(frozen=True)
 class Invocation:
     """The temporary paths of one invocation, deleted when it ends."""
 
@@ -160,7 +175,6 @@ class ProjectRunner(abc.ABC):
         """Release what the runner keeps between invocations (call it when the task is done)."""
         self._effective_project = None
 
-    @abc.abstractmethod
     def invoke(
         self, args: Sequence[str] | str, *, capture: Collection[str] = (), **overrides: Any
     ) -> DbtResult:
@@ -175,8 +189,30 @@ class ProjectRunner(abc.ABC):
         :class:`~airflow_dbt_provider.core.errors.DbtInvocationError` when dbt could not run the
         command at all.
         """
+        argv = check_args(args)
+        command = command_name(argv)
+        reject_reserved(overrides, self.RESERVED_OVERRIDES)
+        with self._exclusive():
+            request = Request(command, argv, overrides, capture, started=time.monotonic())
+            project_dir = self._project_for_run(command)
+            with invocation_dir() as invocation:
+                result = self._execute(request, project_dir, invocation)
+                result = flag_empty_selection(result, self.events, self.logger)
+                captured = invocation.read(capture)
+        return dataclasses.replace(result, captured=captured) if captured else result
 
     # -- what subclasses provide ----------------------------------------------------------------
+
+    #: Keyword overrides of settings the runner manages itself.
+    RESERVED_OVERRIDES: tuple[str, ...] = ("project_dir", "target_path", "log_path")
+
+    @abc.abstractmethod
+    def _execute(self, request: Request, project_dir: Path, invocation: Invocation) -> DbtResult:
+        """Run dbt for ``request`` on ``project_dir``, writing into ``invocation``; map its outcome."""
+
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held around the whole invocation (the in-process runner: one dbt at a time)."""
+        return contextlib.nullcontext()
 
     def _describe(self) -> list[str]:
         """Extra ``repr`` fields, before the project."""
@@ -223,12 +259,6 @@ class ProjectRunner(abc.ABC):
                 shutil.copyfile(source, self.artifacts_dir / source.name)
                 kept[source.name] = self.artifacts_dir / source.name
         return kept
-
-    def _finish(self, result: DbtResult, invocation: Invocation, capture: Collection[str]) -> DbtResult:
-        """The result as callers get it: an empty selection flagged, captured files attached."""
-        result = flag_empty_selection(result, self.events, self.logger)
-        captured = invocation.read(capture)
-        return dataclasses.replace(result, captured=captured) if captured else result
 
 
 @contextlib.contextmanager

@@ -23,8 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
-import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,11 +43,10 @@ from airflow_dbt_provider.core.project_run import (
     SELECTING_COMMANDS,
     Invocation,
     ProjectRunner,
+    Request,
     RunnerOptions,
-    check_args,
     command_name,
     invocation_dir,
-    reject_reserved,
 )
 from airflow_dbt_provider.core.results import DbtResult, map_runner_result
 
@@ -99,57 +97,47 @@ class DbtRunner(ProjectRunner):
         self._manifest = self._manifest_key = None
         collect_garbage()
 
-    def invoke(
-        self, args: Sequence[str] | str, *, capture: Collection[str] = (), **overrides: Any
-    ) -> DbtResult:
-        argv = check_args(args)
-        command = command_name(argv)
-        with INVOCATION_LOCK, process_state(self._environment()):
-            started = time.monotonic()  # elapsed covers parsing and installing packages too
-            project_dir = self._project_for_run(command)
-            with invocation_dir() as invocation:
-                params = self._params(project_dir, invocation, overrides)
-                manifest = self._manifest_for(command, argv, params, invocation)
-                return self._run(command, argv, params, invocation, manifest, capture, started)
-
     def parse(self) -> DbtResult:
         """Parse the project (``dbt parse``) and keep the manifest for later invocations."""
         return self.invoke(["parse"])
 
     # -- one invocation -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One dbt at a time in this process, with ``os.environ``/cwd restored afterwards."""
+        with INVOCATION_LOCK, process_state(self._environment()):
+            yield
+
+    def _execute(self, request: Request, project_dir: Path, invocation: Invocation) -> DbtResult:
+        params = self._params(project_dir, invocation, request.overrides)
+        manifest = self._manifest_for(request.command, request.argv, params, invocation)
+        return self._run(request, params, invocation, manifest)
+
     def _run(
-        self,
-        command: str,
-        argv: list[str],
-        params: dict[str, Any],
-        invocation: Invocation,
-        manifest: Any,
-        capture: Collection[str],
-        started: float,
+        self, request: Request, params: dict[str, Any], invocation: Invocation, manifest: Any
     ) -> DbtResult:
         # With a manifest in hand dbt does not parse, so the cache is neither needed nor refreshed.
         restored = self._restore_parse_cache(params, invocation) if manifest is None else None
         self.events.reset()
-        raw = self._call_dbt(argv, params, manifest)
-        elapsed = time.monotonic() - started
-        if command == "parse" and raw.success and raw.exception is None:
+        raw = self._call_dbt(request.argv, params, manifest)
+        elapsed = request.elapsed()
+        if request.command == "parse" and raw.success and raw.exception is None:
             self._remember_manifest(raw.result, params)
         if manifest is None:
             self._store_parse_cache(params, invocation, restored)
-        if manifest is not None and (self.artifacts_dir is not None or "manifest.json" in capture):
+        if manifest is not None and (self.artifacts_dir is not None or "manifest.json" in request.capture):
             # dbt skips manifest.json when handed a manifest; write it when it is kept or captured.
             _write_manifest(manifest, invocation.target_path)
         artifacts = self._keep_artifacts(invocation)
-        result = map_runner_result(
-            command,
+        return map_runner_result(
+            request.command,
             raw,
             elapsed=elapsed,
             artifacts=artifacts,
             error_messages=self.events.errors,
             redact=self.events.clean,
         )
-        return self._finish(result, invocation, capture)
 
     def _call_dbt(self, argv: list[str], params: dict[str, Any], manifest: Any) -> Any:
         import_dbt()
@@ -246,7 +234,6 @@ class DbtRunner(ProjectRunner):
     def _params(
         self, project_dir: Path, invocation: Invocation, overrides: Mapping[str, Any]
     ) -> dict[str, Any]:
-        reject_reserved(overrides, ("project_dir", "target_path", "log_path"))
         params: dict[str, Any] = {
             "project_dir": str(project_dir),
             "target_path": str(invocation.target_path),

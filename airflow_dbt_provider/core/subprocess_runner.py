@@ -24,8 +24,7 @@ import shlex
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, TYPE_CHECKING, Any
@@ -34,11 +33,8 @@ from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtConfigura
 from airflow_dbt_provider.core.project_run import (
     Invocation,
     ProjectRunner,
+    Request,
     RunnerOptions,
-    check_args,
-    command_name,
-    invocation_dir,
-    reject_reserved,
 )
 from airflow_dbt_provider.core.results import DbtResult, NodeResult, redacted
 
@@ -85,30 +81,6 @@ class SubprocessDbtRunner(ProjectRunner):
 
     # -- public API -----------------------------------------------------------------------------
 
-    def invoke(
-        self, args: Sequence[str] | str, *, capture: Collection[str] = (), **overrides: Any
-    ) -> DbtResult:
-        """Run one dbt command in a child process; see :meth:`ProjectRunner.invoke` for the contract.
-
-        ``overrides`` use dbt's parameter names (``select``, ``full_refresh``) and become CLI
-        options (``--select``, ``--full-refresh``/``--no-full-refresh``).
-        """
-        argv = check_args(args)
-        command = command_name(argv)
-        project_dir = self._project_for_run(command)
-        with invocation_dir() as invocation:
-            full = [str(self.dbt_executable), *argv, *self._options(overrides)]
-            self.events.reset()
-            self.logger.info("Running %s", self.events.clean(shlex.join([self.dbt_executable.name, *argv])))
-            started = time.monotonic()
-            returncode, output = self._run(full, self._environment(project_dir, invocation))
-            elapsed = time.monotonic() - started
-            if self._terminated:
-                raise DbtInvocationError(command, DbtSubprocessError("dbt was terminated (on_kill)"))
-            artifacts = self._keep_artifacts(invocation)
-            result = self._result(command, returncode, output, invocation.target_path, elapsed, artifacts)
-            return self._finish(result, invocation, capture)
-
     def terminate(self, grace: float = TERMINATE_GRACE) -> bool:
         """Stop the running dbt and every process it started; ``False`` when nothing was running.
 
@@ -136,9 +108,24 @@ class SubprocessDbtRunner(ProjectRunner):
 
     # -- one invocation -------------------------------------------------------------------------
 
+    RESERVED_OVERRIDES = (*ProjectRunner.RESERVED_OVERRIDES, "profiles_dir")
+
+    def _execute(self, request: Request, project_dir: Path, invocation: Invocation) -> DbtResult:
+        """Run dbt in a child process; ``overrides`` become CLI options (``--full-refresh``)."""
+        argv = request.argv
+        full = [str(self.dbt_executable), *argv, *self._options(request.overrides)]
+        self.events.reset()
+        self.logger.info("Running %s", self.events.clean(shlex.join([self.dbt_executable.name, *argv])))
+        returncode, output = self._run(full, self._environment(project_dir, invocation))
+        if self._terminated:
+            raise DbtInvocationError(request.command, DbtSubprocessError("dbt was terminated (on_kill)"))
+        artifacts = self._keep_artifacts(invocation)
+        return self._result(
+            request.command, returncode, output, invocation.target_path, request.elapsed(), artifacts
+        )
+
     def _options(self, overrides: Mapping[str, Any]) -> list[str]:
         """CLI options from dbt parameter names (the runner-owned settings go through the env)."""
-        reject_reserved(overrides, ("project_dir", "target_path", "log_path", "profiles_dir"))
         params: dict[str, Any] = {}
         if self.vars:
             params["vars"] = self.vars
