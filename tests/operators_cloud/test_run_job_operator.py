@@ -60,11 +60,13 @@ def test_blocking_success_returns_the_run_id_and_pushes_xcoms(emulator: DbtCloud
     assert summary["status"] == "success"
     assert summary["failed_steps"] == []
     assert [s["status"] for s in summary["steps"]] == ["success"] * len(summary["steps"])
-    ti = TaskInstanceRef(result.dag_id, result.run_id, "run", -1, 1, result.ti("run").max_tries)
+    max_tries = result.ti("run").max_tries
+    token = TaskInstanceRef(result.dag_id, result.run_id, "run", -1, 1, max_tries).token
     assert triggered.body["cause"] == (
-        f"Airflow: DAG dbt_cloud_op_blocking_success, task run, run {result.run_id} {ti.marker}"
+        f"Airflow: DAG dbt_cloud_op_blocking_success, task run, run {result.run_id} "
+        f"[airflow:{token}:1:{max_tries}]"  # the marker that lets a retry adopt this run
     )
-    assert RunMark.parse(triggered.body["cause"]) == RunMark(ti.token, 1, ti.max_tries)
+    assert RunMark.parse(triggered.body["cause"]) == RunMark(token, 1, max_tries)
 
 
 def test_blocking_mode_streams_step_logs_once_each(
