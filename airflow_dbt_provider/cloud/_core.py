@@ -283,6 +283,11 @@ class Pager:
     done: bool = False
     _page_size: int = MAX_PAGE_SIZE
 
+    def __post_init__(self) -> None:
+        limit = self.limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise DbtCloudConfigError(f"limit must be a positive integer or None (no limit), got {limit!r}")
+
     def next_call(self) -> ApiCall:
         remaining = self.limit - len(self.items) if self.limit is not None else MAX_PAGE_SIZE
         self._page_size = min(MAX_PAGE_SIZE, remaining)

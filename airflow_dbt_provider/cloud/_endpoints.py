@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from airflow_dbt_provider.cloud._core import ApiCall, require_account, status_params, v2, v3
-from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
+from airflow_dbt_provider.cloud.errors import DbtCloudConfigError, DbtCloudResponseError
 from airflow_dbt_provider.cloud.models import RunStatus
 from airflow_dbt_provider.cloud.options import TriggerRunOptions
 from airflow_dbt_provider.cloud.settings import ClientSettings
@@ -227,3 +227,12 @@ def get_artifact(settings: ClientSettings, run_id: int, path: str, step: int | N
         _step_params(step),
         expect_json=False,
     )
+
+
+def artifact_paths(data: Any, run_id: int) -> list[str]:
+    """The answer of :func:`list_artifacts` (its ``data``), checked to be a list of paths."""
+    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
+        raise DbtCloudResponseError(
+            f"dbt Cloud answered the artifact list of run {run_id} with {str(data)[:120]!r}"
+        )
+    return list(data)

@@ -37,7 +37,7 @@ from airflow_dbt_provider.cloud._core import (
     tls_error,
     unwrap,
 )
-from airflow_dbt_provider.cloud.client import _check_limit, _strings, run_web_url
+from airflow_dbt_provider.cloud.client import run_web_url
 from airflow_dbt_provider.cloud.errors import DbtCloudConfigError
 from airflow_dbt_provider.cloud.models import Account, Run, RunStatus
 from airflow_dbt_provider.cloud.pool import SessionPool, loop_pool
@@ -241,14 +241,13 @@ class AsyncDbtCloudClient:
         order_by: str = "-id",
         limit: int | None = None,
     ) -> list[Run]:
-        _check_limit(limit)
         pager = Pager(ep.list_runs(self.settings, job_id, status, order_by), limit)
         while not pager.done:
             pager.add(await self._json(pager.next_call()))
         return [Run.from_api(r) for r in pager.items]
 
     async def list_artifacts(self, run_id: int, step: int | None = None) -> list[str]:
-        return _strings(await self._data(ep.list_artifacts(self.settings, run_id, step)), run_id)
+        return ep.artifact_paths(await self._data(ep.list_artifacts(self.settings, run_id, step)), run_id)
 
     async def get_artifact(self, run_id: int, path: str, step: int | None = None) -> bytes:
         return await self._send(ep.get_artifact(self.settings, run_id, path, step))

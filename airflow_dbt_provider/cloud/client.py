@@ -34,7 +34,7 @@ from airflow_dbt_provider.cloud._core import (
     transport_error,
     unwrap,
 )
-from airflow_dbt_provider.cloud.errors import DbtCloudConfigError, DbtCloudLookupError, DbtCloudResponseError
+from airflow_dbt_provider.cloud.errors import DbtCloudConfigError, DbtCloudLookupError
 from airflow_dbt_provider.cloud.models import Account, Environment, Job, Project, Run, RunStatus
 from airflow_dbt_provider.cloud.options import TriggerRunOptions
 from airflow_dbt_provider.cloud.settings import ClientSettings, Transport, resolve_transport
@@ -293,7 +293,6 @@ class DbtCloudClient:
         ``include_related`` asks for relations too (``job``, ``environment``, ``repository``...);
         each run keeps them, as the API sent them, in :attr:`Run.related`.
         """
-        _check_limit(limit)
         call = ep.list_runs(self.settings, job_id, status, order_by, include_related)
         return [Run.from_api(r) for r in self._all(call, limit)]
 
@@ -325,7 +324,7 @@ class DbtCloudClient:
 
     def list_artifacts(self, run_id: int, step: int | None = None) -> list[str]:
         data = self._data(ep.list_artifacts(self.settings, run_id, step))
-        return _strings(data, run_id)
+        return ep.artifact_paths(data, run_id)
 
     def get_artifact(self, run_id: int, path: str, step: int | None = None) -> bytes:
         return self._send(ep.get_artifact(self.settings, run_id, path, step)).content
@@ -388,19 +387,6 @@ def _only(matches: list[Any], kind: str, name: str, candidates: Any, where: str)
     names = sorted({repr(c.name) for c in candidates()})
     shown = ", ".join(names[:50]) + (f" and {len(names) - 50} more" if len(names) > 50 else "")
     raise DbtCloudLookupError(f"No {kind} named {name!r} {where}. Available: {shown or 'none'}.")
-
-
-def _strings(data: Any, run_id: int) -> list[str]:
-    if not isinstance(data, list) or not all(isinstance(p, str) for p in data):
-        raise DbtCloudResponseError(
-            f"dbt Cloud answered the artifact list of run {run_id} with {str(data)[:120]!r}"
-        )
-    return list(data)
-
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise DbtCloudConfigError(f"limit must be a positive integer or None (no limit), got {limit!r}")
 
 
 @contextmanager

@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from enum import IntEnum
 from typing import Any, ClassVar
+
+import pendulum
 
 from airflow_dbt_provider.cloud.errors import DbtCloudResponseError
 
@@ -109,24 +111,29 @@ def _bool(value: Any, default: bool = False) -> bool:
 
 
 def parse_datetime(value: Any) -> datetime | None:
-    """A timezone-aware datetime from ISO text (space or ``T``, ``Z`` or offset) or epoch seconds.
+    """A timezone-aware datetime (a ``pendulum.DateTime``, as Airflow's own) from the API's text.
 
-    Naive values are taken as UTC, which is what dbt Cloud stores.
+    ISO 8601 with a space or ``T``, ``Z`` or an offset, any number of fraction digits, or epoch
+    seconds; naive values are taken as UTC, which is what dbt Cloud stores. Anything else: ``None``.
     """
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").replace(".", "", 1).isdigit():
-            return datetime.fromtimestamp(float(text), tz=timezone.utc)
-        try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    return None
+        return pendulum.from_timestamp(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.lstrip("-").replace(".", "", 1).isdigit():
+        return pendulum.from_timestamp(float(text))
+    try:
+        parsed = pendulum.parse(text, exact=True)
+    except (ValueError, pendulum.parsing.exceptions.ParserError):
+        return None
+    if isinstance(parsed, datetime):
+        return parsed
+    if isinstance(parsed, date):  # a bare date: midnight UTC
+        return pendulum.datetime(parsed.year, parsed.month, parsed.day)
+    return None  # a time of day or a duration is not a timestamp
 
 
 _HMS = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d{2}):(\d{2})(?:\.\d+)?$")

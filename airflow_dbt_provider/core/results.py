@@ -15,6 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pendulum
+
 from airflow_dbt_provider.core.errors import DbtInvocationError
 
 #: Node statuses that make a command fail (dbt's RunStatus/TestStatus/FreshnessStatus values).
@@ -34,6 +36,43 @@ class NodeResult:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     relation_name: str | None = None
+
+    @classmethod
+    def from_dbt(cls, item: Any) -> NodeResult:
+        """From one of dbt's own result objects (``RunResult``, ``RunResultOutput``), in process."""
+        timing = {t.name: t for t in (getattr(item, "timing", None) or [])}
+        execute = timing.get("execute") or timing.get("compile")
+        adapter_response = getattr(item, "adapter_response", None) or {}
+        rows = adapter_response.get("rows_affected") if isinstance(adapter_response, dict) else None
+        return cls(
+            unique_id=item.node.unique_id,
+            status=str(getattr(item.status, "value", item.status)),
+            message=getattr(item, "message", None),
+            execution_time=float(getattr(item, "execution_time", 0.0) or 0.0),
+            rows_affected=_rows(rows),
+            failures=getattr(item, "failures", None),
+            started_at=getattr(execute, "started_at", None),
+            completed_at=getattr(execute, "completed_at", None),
+            relation_name=getattr(item.node, "relation_name", None),
+        )
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> NodeResult:
+        """From one entry of ``run_results.json``'s ``results`` (any schema version since v4)."""
+        timing = {t.get("name"): t for t in item.get("timing") or []}
+        execute = timing.get("execute") or timing.get("compile") or {}
+        adapter_response = item.get("adapter_response") or {}
+        return cls(
+            unique_id=str(item["unique_id"]),
+            status=str(item.get("status")),
+            message=item.get("message"),
+            execution_time=float(item.get("execution_time") or 0.0),
+            rows_affected=_rows(adapter_response.get("rows_affected")),
+            failures=item.get("failures"),
+            started_at=_timestamp(execute.get("started_at")),
+            completed_at=_timestamp(execute.get("completed_at")),
+            relation_name=item.get("relation_name"),
+        )
 
     @property
     def failed(self) -> bool:
@@ -131,9 +170,9 @@ def map_runner_result(
     if exception is not None:
         raise DbtInvocationError(command, exception, redact=redact) from exception
     output = getattr(runner_result, "result", None)
-    nodes = tuple(_node_result(item) for item in _node_items(output))
+    nodes = tuple(NodeResult.from_dbt(item) for item in _node_items(output))
     if redact is not None:
-        nodes = tuple(replace(n, message=redact(n.message)) if n.message else n for n in nodes)
+        nodes = redacted(nodes, redact)
     return DbtResult(
         command=command,
         success=bool(runner_result.success),
@@ -153,22 +192,25 @@ def _node_items(output: Any) -> list[Any]:
     return []
 
 
-def _node_result(item: Any) -> NodeResult:
-    timing = {t.name: t for t in (getattr(item, "timing", None) or [])}
-    execute = timing.get("execute") or timing.get("compile")
-    adapter_response = getattr(item, "adapter_response", None) or {}
-    rows = adapter_response.get("rows_affected") if isinstance(adapter_response, dict) else None
-    return NodeResult(
-        unique_id=item.node.unique_id,
-        status=str(getattr(item.status, "value", item.status)),
-        message=getattr(item, "message", None),
-        execution_time=float(getattr(item, "execution_time", 0.0) or 0.0),
-        rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
-        failures=getattr(item, "failures", None),
-        started_at=getattr(execute, "started_at", None),
-        completed_at=getattr(execute, "completed_at", None),
-        relation_name=getattr(item.node, "relation_name", None),
-    )
+def redacted(nodes: Sequence[NodeResult], redact: Callable[[str], str]) -> tuple[NodeResult, ...]:
+    """``nodes`` with their messages redacted: they can quote SQL or a connection error."""
+    return tuple(replace(n, message=redact(n.message)) if n.message else n for n in nodes)
+
+
+def _rows(value: Any) -> int | None:
+    """``rows_affected`` when the adapter reported a count (some report -1 for "unknown")."""
+    return value if isinstance(value, int) and value >= 0 else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An ISO 8601 timestamp of ``run_results.json`` (``None`` when absent or not a date-time)."""
+    if not value:
+        return None
+    try:
+        parsed = pendulum.parse(str(value), exact=True)
+    except (ValueError, pendulum.parsing.exceptions.ParserError):
+        return None
+    return parsed if isinstance(parsed, datetime) else None
 
 
 def _short(message: str | None, limit: int = 300) -> str | None:

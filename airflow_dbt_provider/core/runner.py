@@ -20,25 +20,15 @@ dbt is imported lazily, so importing this module (e.g. while Airflow parses a DA
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
-import logging
 import os
-import re
-import shlex
-import shutil
-import tempfile
-import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow_dbt_provider.core.deps import declared_packages, mirror_with_packages, packages_installed
-from airflow_dbt_provider.core.errors import DbtConfigurationError, DbtInvocationError
-from airflow_dbt_provider.core.events import DbtEventLogger
+from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtInvocationError
 from airflow_dbt_provider.core.isolation import (
     INVOCATION_LOCK,
     collect_garbage,
@@ -48,165 +38,69 @@ from airflow_dbt_provider.core.isolation import (
     release_adapters,
 )
 from airflow_dbt_provider.core.parse_cache import PARTIAL_PARSE_FILE, ParseCache, cache_key
+from airflow_dbt_provider.core.project_run import (
+    RUNS_SELECTED_NODES,
+    SELECTING_COMMANDS,
+    Invocation,
+    ProjectRunner,
+    Request,
+    RunnerOptions,
+    command_name,
+    invocation_dir,
+)
 from airflow_dbt_provider.core.results import DbtResult, map_runner_result
 
-#: Commands that run (or compile, or check) the nodes a selection picks: an empty selection
-#: makes them succeed having done nothing (see :func:`flag_empty_selection`).
-RUNS_SELECTED_NODES = frozenset(
-    {"build", "clone", "compile", "docs generate", "run", "seed", "snapshot", "source freshness", "test"}
-)
-#: Commands that accept ``--select``/``--exclude``/``--selector``: those, and the ones that only
-#: list or preview what a selection picks.
-SELECTING_COMMANDS = RUNS_SELECTED_NODES | {"list", "ls", "show"}
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 #: Commands that accept a pre-parsed ``Manifest`` (dbt's ``requires.manifest``/``setup_manifest``).
 MANIFEST_COMMANDS = SELECTING_COMMANDS | {"run-operation"}
-#: Commands that read ``profiles.yml`` (``deps``/``clean`` do not; ``debug`` does).
-_GROUP_COMMANDS = frozenset({"docs", "source"})
-#: Options the runner owns; passing them in ``args`` would break isolation or the parse cache.
-_RESERVED_OPTIONS = {
-    "--project-dir": "project_dir",
-    "--profiles-dir": "profiles_dir",
-    "--target-path": "the runner (each invocation has its own; use artifacts_dir to keep files)",
-    "--log-path": "the runner (each invocation has its own; use artifacts_dir to keep dbt.log)",
-    "--vars": "vars",
-    "--target": "target",
-    "-t": "target",
-    "--profile": "profile",
-}
-#: Artifacts dbt writes at the top of its target path.
-ARTIFACT_FILES = (
-    "manifest.json",
-    "run_results.json",
-    "catalog.json",
-    "sources.json",
-    "semantic_manifest.json",
-    "graph_summary.json",
-    "index.html",
-)
+#: Re-exported: the operators and tests read the command sets and the command's name from here.
+__all__ = ["MANIFEST_COMMANDS", "RUNS_SELECTED_NODES", "SELECTING_COMMANDS", "DbtRunner", "command_name"]
 
 
-@dataclass(frozen=True)
-class _Invocation:
-    """The paths of one invocation."""
-
-    root: Path
-    target_path: Path
-    log_path: Path
-
-
-class DbtRunner:
+class DbtRunner(ProjectRunner):
     """Run dbt commands in process against one project.
 
     :param project_dir: the dbt project (the directory holding ``dbt_project.yml``).
-    :param profiles_dir: directory holding ``profiles.yml``; default: ``$DBT_PROFILES_DIR``, else the
-        project directory when it holds one, else ``~/.dbt``.
-    :param target: the profile target (``--target``); default: the profile's own default.
-    :param profile: the profile name (``--profile``); default: the project's ``profile:``.
-    :param vars: dbt vars (``--vars``) for every invocation.
-    :param env: environment variables set only while dbt runs (e.g. a profile's secrets).
-    :param secrets: values to redact from every log line; ``env`` values whose names look secret
-        (``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``, ``*KEY*``, ...) are always redacted.
-    :param logger: where dbt's lines go; default: ``airflow_dbt_provider.dbt``.
-    :param cache_dir: root of the partial-parse cache and package mirrors; default:
-        :func:`~airflow_dbt_provider.core.parse_cache.default_cache_dir`.
     :param parse_cache: keep ``partial_parse.msgpack`` across processes.
     :param reuse_manifest: parse once and reuse the ``Manifest`` for later invocations.
-    :param install_deps: run ``dbt deps`` first when the project declares packages that are not
-        installed, into a mirror of the project (the project directory is never written).
-    :param artifacts_dir: when set, each invocation's artifacts and ``dbt.log`` are copied here.
-    :param send_anonymous_usage_stats: opt in to dbt's anonymous usage tracking (off by default).
+    :param options: the options both runners share, see
+        :class:`~airflow_dbt_provider.core.project_run.RunnerOptions` (``profiles_dir``, ``target``,
+        ``vars``, ``env``, ``secrets``, ``cache_dir``, ``install_deps``, ``artifacts_dir``, ...).
     :param callbacks: more dbt event callbacks, called from dbt's threads (e.g. to publish each
-        node's result as it finishes); like the logging callback they must not raise.
+        node's result as it finishes); like the logging callback they must not raise. In process
+        only: a dbt subprocess's events cannot reach a Python callback.
     """
 
     def __init__(
         self,
         project_dir: str | os.PathLike[str],
         *,
-        profiles_dir: str | os.PathLike[str] | None = None,
-        target: str | None = None,
-        profile: str | None = None,
-        vars: Mapping[str, Any] | None = None,
-        env: Mapping[str, str] | None = None,
-        secrets: Collection[str] = (),
-        logger: logging.Logger | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
         parse_cache: bool = True,
         reuse_manifest: bool = True,
-        install_deps: bool = False,
-        artifacts_dir: str | os.PathLike[str] | None = None,
-        send_anonymous_usage_stats: bool = False,
         callbacks: Sequence[Any] = (),
+        **options: Unpack[RunnerOptions],
     ) -> None:
+        super().__init__(project_dir, **options)
         self.callbacks = list(callbacks)
-        self.project_dir = _existing_project(project_dir)
-        self.profiles_dir = _profiles_dir(profiles_dir, self.project_dir)
-        self.target = target
-        self.profile = profile
-        self.vars = dict(vars or {})
-        self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.cache = ParseCache(Path(cache_dir) if cache_dir is not None else None)
+        self.cache = ParseCache(self.cache_root)
         self.parse_cache = parse_cache
         self.reuse_manifest = reuse_manifest
-        self.install_deps = install_deps
-        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
-        self.send_anonymous_usage_stats = send_anonymous_usage_stats
-        self.logger = logger or logging.getLogger("airflow_dbt_provider.dbt")
-        self.events = DbtEventLogger(self.logger, secrets=[*secrets, *_secret_env_values(self.env)])
         self._manifest: Any = None
         self._manifest_key: str | None = None
         self._manifest_env: list[str] = []
-        self._effective_project: Path | None = None
-
-    def __repr__(self) -> str:
-        # env values may be secrets: show only their names.
-        return (
-            f"DbtRunner(project_dir={str(self.project_dir)!r}, target={self.target!r}, "
-            f"env_keys={sorted(self.env)!r})"
-        )
 
     # -- public API -----------------------------------------------------------------------------
-
-    def __enter__(self) -> DbtRunner:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Drop the kept manifest and finalise dbt's leftovers (see ``collect_garbage``).
 
         Call it (or use the runner as a context manager) when the task is done with dbt.
         """
+        super().close()
         self._manifest = self._manifest_key = None
         collect_garbage()
-
-    def invoke(
-        self,
-        args: Sequence[str] | str,
-        *,
-        capture: Collection[str] = (),
-        **overrides: Any,
-    ) -> DbtResult:
-        """Run one dbt command, e.g. ``invoke(["run"], select=["orders"], fail_fast=True)``.
-
-        ``args`` are dbt's CLI arguments (a list, or a string split like a shell would);
-        ``overrides`` are dbt's parameter names (``select``, ``full_refresh``, ``threads``, ...)
-        and win over ``args``. ``capture`` names artifact files (``run_results.json``) whose bytes
-        the result carries in ``captured`` even though the invocation's directory is deleted.
-
-        Returns the result even when dbt reports failures (check ``result.success``); raises
-        :class:`DbtInvocationError` when dbt raised instead, chained to dbt's exception.
-        """
-        argv = _check_args(args)
-        command = command_name(argv)
-        with INVOCATION_LOCK, process_state(self._environment()):
-            started = time.monotonic()  # elapsed covers parsing and installing packages too
-            project_dir = self._project_for_run(command)
-            with self._invocation() as invocation:
-                params = self._params(project_dir, invocation, overrides)
-                manifest = self._manifest_for(command, argv, params, invocation)
-                return self._run(command, argv, params, invocation, manifest, capture, started)
 
     def parse(self) -> DbtResult:
         """Parse the project (``dbt parse``) and keep the manifest for later invocations."""
@@ -214,44 +108,41 @@ class DbtRunner:
 
     # -- one invocation -------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One dbt at a time in this process, with ``os.environ``/cwd restored afterwards."""
+        with INVOCATION_LOCK, process_state(self._environment()):
+            yield
+
+    def _execute(self, request: Request, project_dir: Path, invocation: Invocation) -> DbtResult:
+        params = self._params(project_dir, invocation, request.overrides)
+        manifest = self._manifest_for(request.command, request.argv, params, invocation)
+        return self._run(request, params, invocation, manifest)
+
     def _run(
-        self,
-        command: str,
-        argv: list[str],
-        params: dict[str, Any],
-        invocation: _Invocation,
-        manifest: Any,
-        capture: Collection[str],
-        started: float,
+        self, request: Request, params: dict[str, Any], invocation: Invocation, manifest: Any
     ) -> DbtResult:
         # With a manifest in hand dbt does not parse, so the cache is neither needed nor refreshed.
         restored = self._restore_parse_cache(params, invocation) if manifest is None else None
         self.events.reset()
-        raw = self._call_dbt(argv, params, manifest)
-        elapsed = time.monotonic() - started
-        if command == "parse" and raw.success and raw.exception is None:
+        raw = self._call_dbt(request.argv, params, manifest)
+        elapsed = request.elapsed()
+        if request.command == "parse" and raw.success and raw.exception is None:
             self._remember_manifest(raw.result, params)
         if manifest is None:
             self._store_parse_cache(params, invocation, restored)
-        if manifest is not None and (self.artifacts_dir is not None or "manifest.json" in capture):
+        if manifest is not None and (self.artifacts_dir is not None or "manifest.json" in request.capture):
             # dbt skips manifest.json when handed a manifest; write it when it is kept or captured.
             _write_manifest(manifest, invocation.target_path)
         artifacts = self._keep_artifacts(invocation)
-        result = map_runner_result(
-            command,
+        return map_runner_result(
+            request.command,
             raw,
             elapsed=elapsed,
             artifacts=artifacts,
             error_messages=self.events.errors,
             redact=self.events.clean,
         )
-        result = flag_empty_selection(result, self.events, self.logger)
-        captured = {
-            name: (invocation.target_path / name).read_bytes()
-            for name in capture
-            if (invocation.target_path / name).is_file()
-        }
-        return dataclasses.replace(result, captured=captured) if captured else result
 
     def _call_dbt(self, argv: list[str], params: dict[str, Any], manifest: Any) -> Any:
         import_dbt()
@@ -269,7 +160,7 @@ class DbtRunner:
             release_adapters()
 
     def _manifest_for(
-        self, command: str, argv: list[str], params: dict[str, Any], invocation: _Invocation
+        self, command: str, argv: list[str], params: dict[str, Any], invocation: Invocation
     ) -> Any:
         """The manifest to hand to dbt: parsed now, or reused when the parse inputs match."""
         if not self.reuse_manifest or command not in MANIFEST_COMMANDS or "--inline-direct" in argv:
@@ -325,7 +216,7 @@ class DbtRunner:
             vars=params.get("vars"),
         )
 
-    def _restore_parse_cache(self, params: Mapping[str, Any], invocation: _Invocation) -> Any:
+    def _restore_parse_cache(self, params: Mapping[str, Any], invocation: Invocation) -> Any:
         """Copy the cached partial-parse file in; return its stat to detect a rewrite later."""
         if not self.parse_cache or params.get("partial_parse") is False:
             return None
@@ -334,7 +225,7 @@ class DbtRunner:
             return (stat.st_size, stat.st_mtime_ns)
         return None
 
-    def _store_parse_cache(self, params: Mapping[str, Any], invocation: _Invocation, restored: Any) -> None:
+    def _store_parse_cache(self, params: Mapping[str, Any], invocation: Invocation, restored: Any) -> None:
         written = invocation.target_path / PARTIAL_PARSE_FILE
         if not self.parse_cache or not written.is_file():
             return
@@ -345,19 +236,11 @@ class DbtRunner:
     # -- setup ----------------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
-        env = dict(self.env)
-        if not self.send_anonymous_usage_stats:
-            env.update({"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
-        return env
+        return {**self.env, **self._tracking_env()}
 
     def _params(
-        self, project_dir: Path, invocation: _Invocation, overrides: Mapping[str, Any]
+        self, project_dir: Path, invocation: Invocation, overrides: Mapping[str, Any]
     ) -> dict[str, Any]:
-        for reserved in ("project_dir", "target_path", "log_path"):
-            if reserved in overrides:
-                raise DbtConfigurationError(
-                    f"{reserved}= cannot be overridden per invocation: the runner manages it"
-                )
         params: dict[str, Any] = {
             "project_dir": str(project_dir),
             "target_path": str(invocation.target_path),
@@ -378,22 +261,9 @@ class DbtRunner:
         params.update(_normalise(overrides))
         return params
 
-    def _project_for_run(self, command: str) -> Path:
-        """The project dir dbt sees: the user's, or a mirror with packages installed."""
-        if command in ("deps", "clean", "debug"):
-            return self.project_dir  # these work on the project itself and need no packages
-        if self._effective_project is None:
-            project = self.project_dir
-            if self.install_deps and declared_packages(project) and not packages_installed(project):
-                project = mirror_with_packages(
-                    project, self.cache.root, self._install_packages, version=_dbt_version()
-                )
-            self._effective_project = project
-        return self._effective_project
-
     def _install_packages(self, mirror: Path) -> None:
         self.logger.info("Installing the packages of %s (dbt deps)", self.project_dir)
-        with self._invocation() as invocation:
+        with invocation_dir() as invocation:
             params = {
                 "project_dir": str(mirror),
                 "log_path": str(invocation.log_path),
@@ -406,34 +276,10 @@ class DbtRunner:
             raw = self._call_dbt(["deps"], params, None)
             result = map_runner_result("deps", raw, elapsed=0.0, error_messages=self.events.errors)
             if not result.success:
-                from airflow_dbt_provider.core.errors import DbtCommandFailedError
-
                 raise DbtCommandFailedError(result)
 
-    @contextlib.contextmanager
-    def _invocation(self) -> Iterator[_Invocation]:
-        root = Path(tempfile.mkdtemp(prefix="dbt-invocation-"))
-        try:
-            invocation = _Invocation(root=root, target_path=root / "target", log_path=root / "logs")
-            invocation.target_path.mkdir()
-            invocation.log_path.mkdir()
-            yield invocation
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-
-    def _keep_artifacts(self, invocation: _Invocation) -> dict[str, Path]:
-        """Copy artifacts to ``artifacts_dir`` when asked; return where they are kept."""
-        if self.artifacts_dir is None:
-            return {}
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        kept: dict[str, Path] = {}
-        sources = [invocation.target_path / n for n in ARTIFACT_FILES]
-        sources.append(invocation.log_path / "dbt.log")
-        for source in sources:
-            if source.is_file():
-                shutil.copyfile(source, self.artifacts_dir / source.name)
-                kept[source.name] = self.artifacts_dir / source.name
-        return kept
+    def _mirror_version(self) -> str:
+        return _dbt_version()
 
 
 #: dbt parameters that parsing depends on (the rest are per-command).
@@ -456,49 +302,6 @@ _PARSE_PARAMS = frozenset(
 )
 
 
-_SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL|PRIVATE|AUTH", re.IGNORECASE)
-
-
-def _secret_env_values(env: Mapping[str, str]) -> list[str]:
-    """Values of env vars whose names say they hold a secret (dbt's ``DBT_ENV_SECRET_*`` among them)."""
-    return [value for key, value in env.items() if _SECRET_NAME.search(key)]
-
-
-def flag_empty_selection(result: DbtResult, events: DbtEventLogger, logger: logging.Logger) -> DbtResult:
-    """Mark (and warn once about) a command of :data:`RUNS_SELECTED_NODES` that selected nothing.
-
-    dbt treats a selection matching no node as success with nothing done, which on a schedule
-    is easy to miss (a renamed model, a typo in ``select``). dbt's ``NothingToDo`` event is the
-    one signal every such command gives, ``docs generate`` included (it has no node results).
-    """
-    if result.command not in RUNS_SELECTED_NODES or not events.nothing_to_do:
-        return result
-    logger.warning("dbt %s: the selection matched no nodes; nothing ran", result.command)
-    return dataclasses.replace(result, empty_selection=True)
-
-
-def command_name(argv: Sequence[str]) -> str:
-    """dbt's command from argv: ``run``, or ``docs generate`` / ``source freshness`` for groups."""
-    words = [a for a in argv if not a.startswith("-")]
-    if not words:
-        raise DbtConfigurationError(f"No dbt command in {list(argv)!r}; pass e.g. ['run'] or 'build'")
-    if words[0] in _GROUP_COMMANDS and len(words) > 1:
-        return f"{words[0]} {words[1]}"
-    return words[0]
-
-
-def _check_args(args: Sequence[str] | str) -> list[str]:
-    argv = shlex.split(args) if isinstance(args, str) else [str(a) for a in args]
-    for arg in argv:
-        option = arg.split("=", 1)[0]
-        if option in _RESERVED_OPTIONS:
-            raise DbtConfigurationError(
-                f"{option} is managed by the runner; pass {_RESERVED_OPTIONS[option]} instead of "
-                f"putting it in the dbt args"
-            )
-    return argv
-
-
 def _normalise(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Shape keyword overrides the way dbt's click parameters expect them."""
     params: dict[str, Any] = {}
@@ -507,37 +310,6 @@ def _normalise(overrides: Mapping[str, Any]) -> dict[str, Any]:
             value = (value,) if isinstance(value, str) else tuple(value)
         params[key] = value
     return params
-
-
-def _existing_project(project_dir: str | os.PathLike[str]) -> Path:
-    path = Path(project_dir).expanduser()
-    if not path.is_dir():
-        raise DbtConfigurationError(
-            f"dbt project directory {str(path)!r} does not exist; set project_dir to the directory "
-            "that contains dbt_project.yml"
-        )
-    if not (path / "dbt_project.yml").is_file():
-        raise DbtConfigurationError(
-            f"{str(path)!r} has no dbt_project.yml, so it is not a dbt project; set project_dir to "
-            "the directory that contains dbt_project.yml"
-        )
-    return path.resolve()
-
-
-def _profiles_dir(profiles_dir: str | os.PathLike[str] | None, project_dir: Path) -> Path:
-    if profiles_dir is not None:
-        path = Path(profiles_dir).expanduser()
-        if not (path / "profiles.yml").is_file():
-            raise DbtConfigurationError(
-                f"profiles_dir {str(path)!r} has no profiles.yml; point it at the directory that "
-                "holds profiles.yml (or use an Airflow connection via profile_conn_id)"
-            )
-        return path.resolve()
-    if os.environ.get("DBT_PROFILES_DIR"):
-        return Path(os.environ["DBT_PROFILES_DIR"]).expanduser().resolve()
-    if (project_dir / "profiles.yml").is_file():
-        return project_dir
-    return Path.home() / ".dbt"
 
 
 def _write_manifest(manifest: Any, target_path: Path) -> None:

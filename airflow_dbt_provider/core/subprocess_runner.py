@@ -17,37 +17,29 @@ one argument (``dbt_executable``):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
 import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
-import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from airflow_dbt_provider.core.deps import declared_packages, mirror_with_packages, packages_installed
 from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtConfigurationError, DbtInvocationError
-from airflow_dbt_provider.core.events import DbtEventLogger
-from airflow_dbt_provider.core.parse_cache import default_cache_dir
-from airflow_dbt_provider.core.results import DbtResult, NodeResult
-from airflow_dbt_provider.core.runner import (
-    ARTIFACT_FILES,
-    _check_args,
-    _existing_project,
-    _profiles_dir,
-    _secret_env_values,
-    command_name,
-    flag_empty_selection,
+from airflow_dbt_provider.core.project_run import (
+    Invocation,
+    ProjectRunner,
+    Request,
+    RunnerOptions,
 )
+from airflow_dbt_provider.core.results import DbtResult, NodeResult, redacted
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: dbt's exit codes (``dbt.cli.exceptions``): 0 success, 1 handled failure, 2 unhandled error.
 EXIT_SUCCESS = 0
@@ -62,99 +54,32 @@ class DbtSubprocessError(RuntimeError):
     """dbt exited with an unhandled error; the message is dbt's last error lines (redacted)."""
 
 
-class SubprocessDbtRunner:
+class SubprocessDbtRunner(ProjectRunner):
     """Run dbt commands with a dbt executable from another virtualenv.
 
     :param dbt_executable: path to the ``dbt`` script (e.g. ``/opt/dbt-venv/bin/dbt``).
     :param project_dir: the dbt project (the directory holding ``dbt_project.yml``).
-    :param profiles_dir: directory holding ``profiles.yml``; default as for ``DbtRunner``.
-    :param target: the profile target (``--target``).
-    :param profile: the profile name (``--profile``).
-    :param vars: dbt vars (``--vars``) for every invocation.
-    :param env: environment variables for the dbt process only (e.g. a profile's secrets).
-    :param secrets: values to redact from every log line (secret-looking ``env`` values always are).
-    :param logger: where dbt's lines go; default: ``airflow_dbt_provider.dbt``.
-    :param artifacts_dir: when set, each invocation's artifacts and ``dbt.log`` are copied here.
-    :param install_deps: run ``dbt deps`` (with this executable) first when the project declares
-        packages that are not installed, into a cached mirror of the project, as ``DbtRunner`` does.
-    :param cache_dir: root of the package mirrors; default: the parse cache's default directory.
-    :param send_anonymous_usage_stats: opt in to dbt's anonymous usage tracking (off by default).
+    :param options: the options both runners share, see
+        :class:`~airflow_dbt_provider.core.project_run.RunnerOptions`; ``env`` goes to the dbt
+        process only, and ``install_deps`` runs ``dbt deps`` with this executable.
     """
 
     def __init__(
         self,
         dbt_executable: str | os.PathLike[str],
         project_dir: str | os.PathLike[str],
-        *,
-        profiles_dir: str | os.PathLike[str] | None = None,
-        target: str | None = None,
-        profile: str | None = None,
-        vars: Mapping[str, Any] | None = None,
-        env: Mapping[str, str] | None = None,
-        secrets: Collection[str] = (),
-        logger: logging.Logger | None = None,
-        artifacts_dir: str | os.PathLike[str] | None = None,
-        install_deps: bool = False,
-        cache_dir: str | os.PathLike[str] | None = None,
-        send_anonymous_usage_stats: bool = False,
+        **options: Unpack[RunnerOptions],
     ) -> None:
         self.dbt_executable = _executable(dbt_executable)
-        self.project_dir = _existing_project(project_dir)
-        self.profiles_dir = _profiles_dir(profiles_dir, self.project_dir)
-        self.target = target
-        self.profile = profile
-        self.vars = dict(vars or {})
-        self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.artifacts_dir = Path(artifacts_dir) if artifacts_dir is not None else None
-        self.install_deps = install_deps
-        self.cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.send_anonymous_usage_stats = send_anonymous_usage_stats
-        self.logger = logger or logging.getLogger("airflow_dbt_provider.dbt")
-        self.events = DbtEventLogger(self.logger, secrets=[*secrets, *_secret_env_values(self.env)])
+        super().__init__(project_dir, **options)
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._terminated = False
 
-    def __repr__(self) -> str:
-        # env values may be secrets: show only their names.
-        return (
-            f"SubprocessDbtRunner(dbt_executable={str(self.dbt_executable)!r}, "
-            f"project_dir={str(self.project_dir)!r}, target={self.target!r}, env_keys={sorted(self.env)!r})"
-        )
+    def _describe(self) -> list[str]:
+        return [f"dbt_executable={str(self.dbt_executable)!r}"]
 
     # -- public API -----------------------------------------------------------------------------
-
-    def invoke(
-        self,
-        args: Sequence[str] | str,
-        *,
-        capture: Collection[str] = (),
-        **overrides: Any,
-    ) -> DbtResult:
-        """Run one dbt command in a child process; see ``DbtRunner.invoke`` for the contract.
-
-        ``overrides`` use dbt's parameter names (``select``, ``full_refresh``) and become CLI
-        options (``--select``, ``--full-refresh``/``--no-full-refresh``).
-        """
-        argv = _check_args(args)
-        command = command_name(argv)
-        project_dir = self._project_for_run(command)
-        with _invocation_dir() as root:
-            target_path, log_path = root / "target", root / "logs"
-            target_path.mkdir()
-            log_path.mkdir()
-            full = [str(self.dbt_executable), *argv, *self._options(overrides)]
-            self.events.reset()
-            self.logger.info("Running %s", self.events.clean(shlex.join([self.dbt_executable.name, *argv])))
-            started = time.monotonic()
-            returncode, output = self._run(full, self._environment(project_dir, target_path, log_path))
-            elapsed = time.monotonic() - started
-            if self._terminated:
-                raise DbtInvocationError(command, DbtSubprocessError("dbt was terminated (on_kill)"))
-            artifacts = self._keep_artifacts(target_path, log_path)
-            result = self._result(command, returncode, output, target_path, elapsed, artifacts)
-            captured = {n: (target_path / n).read_bytes() for n in capture if (target_path / n).is_file()}
-        return dataclasses.replace(result, captured=captured) if captured else result
 
     def terminate(self, grace: float = TERMINATE_GRACE) -> bool:
         """Stop the running dbt and every process it started; ``False`` when nothing was running.
@@ -183,20 +108,31 @@ class SubprocessDbtRunner:
 
     # -- one invocation -------------------------------------------------------------------------
 
+    RESERVED_OVERRIDES = (*ProjectRunner.RESERVED_OVERRIDES, "profiles_dir")
+
+    def _execute(self, request: Request, project_dir: Path, invocation: Invocation) -> DbtResult:
+        """Run dbt in a child process; ``overrides`` become CLI options (``--full-refresh``)."""
+        argv = request.argv
+        full = [str(self.dbt_executable), *argv, *self._options(request.overrides)]
+        self.events.reset()
+        self.logger.info("Running %s", self.events.clean(shlex.join([self.dbt_executable.name, *argv])))
+        returncode, output = self._run(full, self._environment(project_dir, invocation))
+        if self._terminated:
+            raise DbtInvocationError(request.command, DbtSubprocessError("dbt was terminated (on_kill)"))
+        artifacts = self._keep_artifacts(invocation)
+        return self._result(
+            request.command, returncode, output, invocation.target_path, request.elapsed(), artifacts
+        )
+
     def _options(self, overrides: Mapping[str, Any]) -> list[str]:
         """CLI options from dbt parameter names (the runner-owned settings go through the env)."""
-        for reserved in ("project_dir", "target_path", "log_path", "profiles_dir"):
-            if reserved in overrides:
-                raise DbtConfigurationError(
-                    f"{reserved}= cannot be overridden per invocation: the runner manages it"
-                )
         params: dict[str, Any] = {}
         if self.vars:
             params["vars"] = self.vars
         params.update(overrides)
         return [word for name, value in params.items() for word in cli_option(name, value)]
 
-    def _environment(self, project_dir: Path, target_path: Path, log_path: Path) -> dict[str, str]:
+    def _environment(self, project_dir: Path, invocation: Invocation) -> dict[str, str]:
         """The child's environment: ours, the runner's ``env``, and dbt's own settings.
 
         The runner's settings go through dbt's ``DBT_*`` variables rather than options because
@@ -210,8 +146,8 @@ class SubprocessDbtRunner:
                 "DBT_USE_COLORS": "False",
                 "DBT_PROJECT_DIR": str(project_dir),
                 "DBT_PROFILES_DIR": str(self.profiles_dir),
-                "DBT_TARGET_PATH": str(target_path),
-                "DBT_LOG_PATH": str(log_path),
+                "DBT_TARGET_PATH": str(invocation.target_path),
+                "DBT_LOG_PATH": str(invocation.log_path),
                 "DBT_LOG_LEVEL_FILE": "debug" if self.artifacts_dir is not None else "none",
             }
         )
@@ -220,8 +156,7 @@ class SubprocessDbtRunner:
                 env[name] = value
             else:
                 env.pop(name, None)
-        if not self.send_anonymous_usage_stats:
-            env.update({"DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"})
+        env.update(self._tracking_env())
         return env
 
     def _run(self, argv: list[str], env: Mapping[str, str]) -> tuple[int, list[str]]:
@@ -299,15 +234,12 @@ class SubprocessDbtRunner:
         """
         run_results = target_path / "run_results.json"
         nodes = node_results(json.loads(run_results.read_bytes())) if run_results.is_file() else ()
-        # Node messages can quote SQL or connection errors: redact them as in process.
-        nodes = tuple(
-            dataclasses.replace(n, message=self.events.clean(n.message)) if n.message else n for n in nodes
-        )
+        nodes = redacted(nodes, self.events.clean)  # they can quote SQL or connection errors
         if returncode not in (EXIT_SUCCESS, EXIT_FAILURE):
             # dbt's "unhandled" exit (2), or killed by a signal: the in-process runner's exception case.
             detail = "; ".join(self.events.errors[-5:]) or f"dbt exited with code {returncode}"
             raise DbtInvocationError(command, DbtSubprocessError(detail), redact=self.events.clean)
-        result = DbtResult(
+        return DbtResult(
             command=command,
             success=returncode == EXIT_SUCCESS,
             nodes=nodes,
@@ -316,19 +248,6 @@ class SubprocessDbtRunner:
             error_messages=tuple(self.events.errors),
             output=_command_output(command, returncode, output),
         )
-        return flag_empty_selection(result, self.events, self.logger)
-
-    def _project_for_run(self, command: str) -> Path:
-        """The user's project, or a cached mirror with its packages installed by this dbt."""
-        project = self.project_dir
-        if (
-            not self.install_deps
-            or command in ("deps", "clean", "debug")
-            or not declared_packages(project)
-            or packages_installed(project)
-        ):
-            return project
-        return mirror_with_packages(project, self.cache_root, self._install_packages, version=self._version())
 
     def _install_packages(self, mirror: Path) -> None:
         self.logger.info("Installing the packages of %s (dbt deps)", self.project_dir)
@@ -345,20 +264,9 @@ class SubprocessDbtRunner:
         if not result.success:
             raise DbtCommandFailedError(result)
 
-    def _version(self) -> str:
+    def _mirror_version(self) -> str:
         """Keys the package mirror: the executable, so two dbt installs never share one."""
         return f"subprocess:{self.dbt_executable.resolve()}"
-
-    def _keep_artifacts(self, target_path: Path, log_path: Path) -> dict[str, Path]:
-        if self.artifacts_dir is None:
-            return {}
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        kept: dict[str, Path] = {}
-        for source in [*(target_path / n for n in ARTIFACT_FILES), log_path / "dbt.log"]:
-            if source.is_file():
-                shutil.copyfile(source, self.artifacts_dir / source.name)
-                kept[source.name] = self.artifacts_dir / source.name
-        return kept
 
 
 # -- helpers (public ones are tested directly) -------------------------------------------------------
@@ -416,33 +324,7 @@ def parse_json_event(line: str) -> Any:
 
 def node_results(run_results: Mapping[str, Any]) -> tuple[NodeResult, ...]:
     """Per-node results from a parsed ``run_results.json`` (any schema version since v4)."""
-    return tuple(_node_result(item) for item in run_results.get("results") or [])
-
-
-def _node_result(item: Mapping[str, Any]) -> NodeResult:
-    timing = {t.get("name"): t for t in item.get("timing") or []}
-    execute = timing.get("execute") or timing.get("compile") or {}
-    adapter_response = item.get("adapter_response") or {}
-    rows = adapter_response.get("rows_affected")
-    return NodeResult(
-        unique_id=str(item["unique_id"]),
-        status=str(item.get("status")),
-        message=item.get("message"),
-        execution_time=float(item.get("execution_time") or 0.0),
-        rows_affected=rows if isinstance(rows, int) and rows >= 0 else None,
-        failures=item.get("failures"),
-        started_at=_timestamp(execute.get("started_at")),
-        completed_at=_timestamp(execute.get("completed_at")),
-        relation_name=item.get("relation_name"),
-    )
-
-
-def _timestamp(value: Any) -> datetime | None:
-    if not value:
-        return None
-    with contextlib.suppress(ValueError):
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return None
+    return tuple(NodeResult.from_json(item) for item in run_results.get("results") or [])
 
 
 def _command_output(command: str, returncode: int, output: list[str]) -> Any:
@@ -494,12 +376,3 @@ def _children_start_with_default_sigint(logger: logging.Logger) -> Iterator[None
         yield
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def _invocation_dir() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="dbt-subprocess-"))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)

@@ -53,8 +53,10 @@ def test_every_arm_renders_a_valid_dag_file(tmp_path: Path, arm: str, command: s
     source = dag_source(ARMS[arm], command, project, f"bench_{arm}_{command}")
     compile(source, "dag.py", "exec")  # a syntax error here would only surface as "dag not found"
     assert f"bench_{arm}_{command}" in source
-    if arm not in ("baseline",):
-        assert ("m_0002" in source) or command == "build"
+    assert f"SELECT = {project.one_model!r}" in source  # the leaf ``run`` selects (here m_0002)
+    if arm != "baseline":
+        # ``run`` runs the one leaf model, ``build`` the whole project: the task says which.
+        assert ("SELECT" in ARMS[arm].task_source(command)) == (command == "run")
 
 
 def test_task_state_is_the_last_state_logged() -> None:

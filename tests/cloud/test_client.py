@@ -88,7 +88,7 @@ def test_trigger_sends_every_option_and_the_run_succeeds(
         steps_override=["dbt build"],
     )
     run = any_client.trigger_run(any_emulator.world.job_ids["success"], options)
-    assert run.status is not None
+    assert run.status is RunStatus.QUEUED  # the API answers a trigger with the new, queued run
     assert run.job_id == any_emulator.world.job_ids["success"]
     (sent,) = [r for r in any_emulator.requests() if r.method == "POST" and r.path.endswith("/run/")]
     assert sent.body == options.to_api()

@@ -8,10 +8,10 @@ decision built on them: adopt only an in-flight run of the same ``max_tries``, n
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from support.cloud_operators import wait_status
 
 from airflow_dbt_provider.cloud import DbtCloudClient, Run, RunStatus, TriggerRunOptions
 from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
@@ -39,13 +39,6 @@ def retry_of(ti: TaskInstanceRef, try_number: int, max_tries: int | None = None)
 
 def trigger(client: DbtCloudClient, job_id: int, cause: str) -> Run:
     return client.trigger_run(job_id, TriggerRunOptions(cause=cause))
-
-
-def wait_status(client: DbtCloudClient, run_id: int, status: RunStatus, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get_run(run_id).status is not status:
-        assert time.monotonic() < deadline, f"run {run_id} never reached {status.name}"
-        time.sleep(0.05)
 
 
 def list_requests(emulator: DbtCloudEmulator) -> int:

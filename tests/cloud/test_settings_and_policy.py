@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 
+import pendulum
 import pytest
 
 from airflow_dbt_provider.cloud import (
@@ -184,7 +185,16 @@ def test_lenient_parsing_helpers() -> None:
         2021, 11, 26, 16, 48, 41, 431645, tzinfo=timezone.utc
     )
     assert parse_datetime("2022-01-04T14:05:51Z") == datetime(2022, 1, 4, 14, 5, 51, tzinfo=timezone.utc)
+    # Python 3.10's fromisoformat reads neither of these; dbt Cloud's own answers have both forms.
+    assert parse_datetime("2022-01-04T14:05:51.12Z") == datetime(
+        2022, 1, 4, 14, 5, 51, 120000, tzinfo=timezone.utc
+    )
+    assert parse_datetime("2022-01-04 14:05:51") == datetime(2022, 1, 4, 14, 5, 51, tzinfo=timezone.utc)
+    assert isinstance(parse_datetime("2022-01-04T14:05:51Z"), pendulum.DateTime)  # what Airflow users get
+    assert parse_datetime(1641305151) == datetime(2022, 1, 4, 14, 5, 51, tzinfo=timezone.utc)
     assert parse_datetime("garbage") is None
+    assert parse_datetime("16:00") is None  # a time of day is not a timestamp
+    assert parse_datetime("P1D") is None
     assert parse_datetime(None) is None
     assert parse_duration_seconds("1 day, 01:02:03") == 86400 + 3723
     assert parse_duration_seconds(None) is None

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -43,17 +44,23 @@ def _runner(
 
 def test_the_second_venv_is_not_airflows(dbt_executable: Path) -> None:
     """The point of the mode: dbt runs with another interpreter, where Airflow is not installed."""
-    python = dbt_executable.parent / "python"
-    assert python.resolve() != Path(sys.executable).resolve() or python.parent != Path(sys.executable).parent
     import subprocess
 
+    python = dbt_executable.parent / "python"
     probe = subprocess.run(
-        [str(python), "-c", "import importlib.util as u; print(u.find_spec('airflow') is None)"],
+        [
+            str(python),
+            "-c",
+            "import sys, importlib.util as u; print(sys.prefix); print(u.find_spec('airflow'))",
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
-    assert probe.stdout.strip() == "True"
+    prefix, airflow_spec = probe.stdout.split()
+    assert Path(prefix).resolve() != Path(sys.prefix).resolve()  # another virtualenv ...
+    assert dbt_executable.resolve().is_relative_to(Path(prefix).resolve())  # ... holding the dbt we run
+    assert airflow_spec == "None"  # ... where Airflow cannot be imported
 
 
 @dataclass
@@ -92,6 +99,8 @@ def test_build_maps_results_from_run_results(built: Built) -> None:
     assert result.counts == {"pass": 13, "success": 9}
     customers = next(n for n in result.nodes if n.unique_id == "model.jaffle_shop.customers")
     assert customers.started_at is not None
+    assert customers.completed_at is not None
+    assert customers.started_at <= customers.completed_at
     assert customers.relation_name is not None
     assert "customers" in customers.relation_name
     assert (built.artifacts / "run_results.json").is_file()
@@ -241,12 +250,24 @@ def test_json_lines_and_run_results_parsing() -> None:
                     "message": "bad",
                     "execution_time": 1.5,
                     "adapter_response": {"rows_affected": -1},
-                    "timing": [{"name": "execute", "started_at": "2024-01-01T00:00:00.000001Z"}],
-                }
+                    "timing": [
+                        {
+                            "name": "execute",
+                            "started_at": "2024-01-01T00:00:00.000001Z",
+                            "completed_at": "2024-01-01T00:00:01.5Z",  # not 3 or 6 digits
+                        }
+                    ],
+                },
+                {
+                    "unique_id": "model.p.n",
+                    "status": "success",
+                    "timing": [{"name": "execute", "started_at": "?"}],
+                },
             ]
         }
     )
     assert nodes[0].failed
     assert nodes[0].rows_affected is None
-    assert nodes[0].started_at is not None
-    assert nodes[0].started_at.year == 2024
+    assert nodes[0].started_at == datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+    assert nodes[0].completed_at == datetime(2024, 1, 1, 0, 0, 1, 500000, tzinfo=timezone.utc)
+    assert (nodes[1].status, nodes[1].started_at, nodes[1].completed_at) == ("success", None, None)

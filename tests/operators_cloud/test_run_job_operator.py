@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from support.cloud_dags import DagResult, finish_runs_once_deferred, make_dag, run_dag
-from support.cloud_operators import posts, run_gets
+from support.cloud_operators import posts, run_gets, wait_status
 
 from airflow_dbt_provider.cloud import DbtCloudClient, RunStatus
+from airflow_dbt_provider.cloud.run_start import RunMark, TaskInstanceRef
 from airflow_dbt_provider.operators.dbt_cloud import RUN_SUMMARY_KEY, DbtCloudRunJobOperator
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator
 
@@ -59,9 +60,13 @@ def test_blocking_success_returns_the_run_id_and_pushes_xcoms(emulator: DbtCloud
     assert summary["status"] == "success"
     assert summary["failed_steps"] == []
     assert [s["status"] for s in summary["steps"]] == ["success"] * len(summary["steps"])
-    cause = triggered.body["cause"]
-    assert "dbt_cloud_op_blocking_success" in cause
-    assert "run" in cause
+    max_tries = result.ti("run").max_tries
+    token = TaskInstanceRef(result.dag_id, result.run_id, "run", -1, 1, max_tries).token
+    assert triggered.body["cause"] == (
+        f"Airflow: DAG dbt_cloud_op_blocking_success, task run, run {result.run_id} "
+        f"[airflow:{token}:1:{max_tries}]"  # the marker that lets a retry adopt this run
+    )
+    assert RunMark.parse(triggered.body["cause"]) == RunMark(token, 1, max_tries)
 
 
 def test_blocking_mode_streams_step_logs_once_each(
@@ -104,7 +109,7 @@ def test_blocking_timeout_cancels_the_run(emulator: DbtCloudEmulator, client: Db
     (cancel,) = posts(emulator, "/cancel/")
     run_id = result.xcom("run", "job_run_id")
     assert f"/runs/{run_id}/cancel/" in cancel.path
-    assert client.get_run(run_id).status in (RunStatus.CANCELLED, RunStatus.RUNNING)
+    wait_status(client, run_id, RunStatus.CANCELLED)
 
 
 def test_deferrable_success_defers_then_completes(emulator: DbtCloudEmulator) -> None:

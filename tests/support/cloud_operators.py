@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from airflow_dbt_provider.cloud import DbtCloudClient, Run
+from airflow_dbt_provider.cloud import DbtCloudClient, Run, RunStatus
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator, RecordedRequest
 
 SECRET_TOKEN = "dbtc_OpErAtOrS-7d1e0a9c42-do-not-leak"
@@ -51,6 +51,19 @@ def wait_terminal(client: DbtCloudClient, run_id: int, timeout: float = 60.0) ->
     run = client.get_run(run_id)
     while not run.is_terminal:
         assert time.monotonic() < deadline, f"run {run_id} still {run.status.name} after {timeout}s"
+        time.sleep(0.05)
+        run = client.get_run(run_id)
+    return run
+
+
+def wait_status(client: DbtCloudClient, run_id: int, status: RunStatus, timeout: float = 60.0) -> Run:
+    """Poll until the run reaches ``status``; fails the test if it does not within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    run = client.get_run(run_id)
+    while run.status is not status:
+        assert time.monotonic() < deadline, (
+            f"run {run_id} still {run.status.name}, not {status.name}, after {timeout}s"
+        )
         time.sleep(0.05)
         run = client.get_run(run_id)
     return run
