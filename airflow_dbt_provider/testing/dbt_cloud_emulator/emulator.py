@@ -64,6 +64,10 @@ class DbtCloudEmulator:
         self.world: World = self._state.world()
         self.account_id = self.world.account_id
         self.faults = FaultBook()
+        #: ``inject_fault(kind=..., path="*", method="*", count=1, status=503, retry_after=None,
+        #: delay=0.0)``: make the next ``count`` matching requests fail (:meth:`FaultBook.add`; the
+        #: kinds are in :mod:`.faults`).
+        self.inject_fault = self.faults.add
         self.base_url = ""
         self.ca_cert_path: Path | None = None
         self._tmpdir: Path | None = None
@@ -161,28 +165,6 @@ class DbtCloudEmulator:
     def requests(self) -> list[RecordedRequest]:
         """API requests received so far, oldest first (control requests excluded)."""
         return list(self._require_app().log)
-
-    def inject_fault(
-        self,
-        *,
-        kind: str,
-        path: str = "*",
-        method: str = "*",
-        count: int = 1,
-        status: int = 503,
-        retry_after: float | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        """Make the next ``count`` matching requests fail; see :mod:`.faults` for the kinds."""
-        self.faults.add(
-            kind=kind,
-            path=path,
-            method=method,
-            count=count,
-            status=status,
-            retry_after=retry_after,
-            delay=delay,
-        )
 
     def reset(self) -> None:
         """Back to the seeded world: no runs, no created jobs, empty request log, no faults."""
