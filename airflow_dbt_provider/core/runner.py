@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from airflow_dbt_provider.core.dbt_versions import check_params
 from airflow_dbt_provider.core.deps import declared_packages, mirror_with_packages, packages_installed
 from airflow_dbt_provider.core.errors import DbtConfigurationError, DbtInvocationError
 from airflow_dbt_provider.core.events import DbtEventLogger
@@ -203,6 +204,7 @@ class DbtRunner:
         """
         argv = _check_args(args)
         command = command_name(argv)
+        check_params(command, argv, overrides)  # before dbt, which drops unknown keywords silently
         with INVOCATION_LOCK, process_state(self._environment()):
             started = time.monotonic()  # elapsed covers parsing and installing packages too
             project_dir = self._project_for_run(command)

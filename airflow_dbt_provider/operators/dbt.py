@@ -27,11 +27,13 @@ from typing import Any, ClassVar
 import yaml
 from airflow.sdk import Asset, AssetAlias, BaseOperator, Context
 
+from airflow_dbt_provider.compat import AIRFLOW_VERSION, task_state_store
 from airflow_dbt_provider.core import DbtCommandFailedError, DbtConfigurationError, DbtResult, DbtRunner
 from airflow_dbt_provider.core.cancel import cancel_open_queries, interrupt_invocation
 from airflow_dbt_provider.core.retry_state import (
     RETRYABLE_COMMANDS,
     STATE_KEY,
+    ArtifactsDirStore,
     retry_state,
     usable,
     write_run_results,
@@ -114,7 +116,8 @@ class DbtOperator(BaseOperator):
         log lines and ``on_kill`` behave as in process; see ``docs/dbt_core_production.md``.
     :param retry_from_failure: on an Airflow retry, run ``dbt retry`` so only the nodes that failed
         or were skipped in the previous try run again. What it needs is kept in Airflow's task
-        state store (Airflow >= 3.3), which every worker reaches.
+        state store (Airflow >= 3.3), which every worker reaches; on older Airflow in
+        ``artifacts_dir`` (set it to a directory every try reaches).
     :param asset_alias: emit one Asset event per model, seed and snapshot built, through an
         ``AssetAlias`` of this name (added to the task's outlets).
     """
@@ -306,16 +309,29 @@ class DbtOperator(BaseOperator):
     # -- retry only what failed --------------------------------------------------------------------
 
     def _retry_store(self, context: Context) -> Any:
-        """The task state store when ``retry_from_failure`` is on and Airflow provides one."""
+        """Where ``retry_from_failure`` keeps its state: the task state store, else ``artifacts_dir``."""
         if not self.retry_from_failure:
             return None
-        store = context.get("task_state_store")
-        if store is None:
-            self.log.warning(
-                "retry_from_failure=True has no effect: this Airflow has no task state store "
-                "(it needs Airflow 3.3 or later); every try runs the full command"
+        store = task_state_store(context)
+        if store is not None:
+            return store
+        if self.artifacts_dir:
+            ti = context["ti"]
+            owner = json.dumps([ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)])
+            self.log.info(
+                "Airflow %s has no task state store (3.3 adds it): retry_from_failure keeps its "
+                "state in artifacts_dir %s, which every try of this task must reach",
+                AIRFLOW_VERSION,
+                self.artifacts_dir,
             )
-        return store
+            return ArtifactsDirStore(self.artifacts_dir, owner)
+        self.log.warning(
+            "retry_from_failure=True has no effect: Airflow %s has no task state store (3.3 adds it) "
+            "and no artifacts_dir is set; set artifacts_dir to a directory every try reaches, and "
+            "a retry runs only what failed",
+            AIRFLOW_VERSION,
+        )
+        return None
 
     def _retry_or_not(
         self, store: Any, context: Context, state_dir: Path, args: list[str], params: dict[str, Any]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator, conf
+from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_dbt_provider.assets import built_assets
@@ -41,6 +41,7 @@ from airflow_dbt_provider.cloud import (
     TriggerRunOptions,
 )
 from airflow_dbt_provider.cloud.options import MAX_CAUSE_LENGTH
+from airflow_dbt_provider.compat import conf, warn_no_trigger_on_kill
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
 from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_ID_KEY, JOB_RUN_URL_KEY, DbtCloudRunLink
@@ -644,6 +645,8 @@ class DbtCloudRunJobOperator(BaseOperator):
     # --- waiting and finishing -------------------------------------------------------------------
 
     def _defer(self, run_id: int, deadline: float) -> None:
+        if self.cancel_on_kill:
+            warn_no_trigger_on_kill(self.log)
         self.defer(
             trigger=DbtCloudRunTrigger(
                 run_id=run_id,

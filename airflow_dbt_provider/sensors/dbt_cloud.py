@@ -12,10 +12,10 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator
 
 from airflow_dbt_provider.cloud import DbtCloudTransientError, RunStatus
+from airflow_dbt_provider.compat import AirflowSensorTimeout, conf
 from airflow_dbt_provider.links.dbt_cloud import JOB_RUN_URL_KEY, DbtCloudRunLink
 from airflow_dbt_provider.operators.dbt_cloud import (
     DEFAULT_CONN_ID,

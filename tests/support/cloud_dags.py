@@ -118,7 +118,11 @@ def _register(dag: DAG) -> None:
     import tempfile
 
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    try:
+        from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    except ImportError:  # Airflow 3.1 keeps them in airflow.models.dagbag
+        from airflow.models.dagbag import BundleDagBag, sync_bag_to_db  # type: ignore[no-redef]
 
     DagBundlesManager().sync_bundles_to_db()
     with tempfile.TemporaryDirectory() as empty:
