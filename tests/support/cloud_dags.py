@@ -126,7 +126,10 @@ def _register(dag: DAG) -> None:
 
     DagBundlesManager().sync_bundles_to_db()
     with tempfile.TemporaryDirectory() as empty:
-        bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty), bundle_name="dags-folder")
+        try:
+            bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty), bundle_name="dags-folder")
+        except TypeError:  # Airflow 3.1: the bag does not know its bundle's name
+            bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty))
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
 
