@@ -42,6 +42,8 @@ REPORTED = (
 )
 RESULTS = ROOT / "docs" / "compatibility.json"
 REPORT = ROOT / "docs" / "compatibility.md"
+#: Dropped on purpose by scripts/uv-overrides.txt (see pyproject's [tool.uv]); pip check names it.
+OVERRIDDEN = "dbt-core-experimental-parser"
 #: Per-cell bound; a hung cell fails instead of stalling the matrix.
 CELL_TIMEOUT_S = 30 * 60
 
@@ -81,7 +83,12 @@ def run_cell(uv: str, wheel: Path, airflow: str, dbt: str, suites: list[str]) ->
     check = subprocess.run(
         [uv, "pip", "check", "--python", str(python)], capture_output=True, text=True, check=False
     )
-    if check.returncode != 0:
+    problems = [
+        line
+        for line in (check.stdout + check.stderr).splitlines()
+        if line.startswith("The package") and OVERRIDDEN not in line
+    ]
+    if check.returncode != 0 and (problems or "incompatib" not in check.stdout + check.stderr):
         return {**cell, "result": "fail", "stage": "pip check", "detail": _tail(check.stdout + check.stderr)}
     junit = venv / "junit.xml"
     try:
