@@ -12,6 +12,11 @@ rest of the surface the package reads is the same in each of them (checked by ru
 suites on each minor, see ``make test-matrix``): ``EventMsg.info.{name,level,msg}`` of dbt's
 events, ``dbtRunnerResult.{success,exception,result}``, and ``RunExecutionResult.results`` items'
 ``node``/``status``/``timing``/``adapter_response``/``message``/``failures``.
+
+Behaviour flags (``flags:`` in ``dbt_project.yml``) are the project's: the runner sets none, so each
+dbt-core minor applies its own defaults. Project syntax is where versions part: YAML snapshots need
+1.9 and generic-test ``arguments:`` 1.10, so the bundled example project uses SQL snapshot blocks and
+plain test arguments, which every supported version parses (1.10+ logs a deprecation for the latter).
 """
 
 from __future__ import annotations
