@@ -264,9 +264,13 @@ class DbtRunner:
         # --profiles-dir goes on the command line, not in the keyword overrides: click validates
         # the option's default (``~/.dbt`` must exist) before dbt applies keyword overrides.
         argv = [*argv, "--profiles-dir", str(self.profiles_dir)]
+        cwd = os.getcwd()
         try:
             return dbtRunner(manifest=manifest, callbacks=[self.events]).invoke(argv, **params)
         finally:
+            # dbt-core 1.8 leaves the process in the project dir (1.9's tasks restore the cwd); after
+            # `deps` in a staging mirror that directory is deleted, and the next parse would fail.
+            os.chdir(cwd)
             release_adapters()
 
     def _manifest_for(
