@@ -92,6 +92,8 @@ def connection_form_widgets(connection_type: dict[str, Any]) -> dict[str, Any]:
 
     Objects and numbers become text fields (the hooks parse JSON and numbers from strings). Empty on
     3.2+, where the form comes from ``conn-fields`` itself, and where wtforms is not importable.
+    Each hook defines the two methods itself (no mixin): Airflow 3.1 reads them only from the hook
+    class's own ``__dict__``.
     """
     if HAS_DECLARATIVE_CONN_FIELDS:
         return {}
