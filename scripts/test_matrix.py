@@ -127,7 +127,7 @@ def counts(junit: Path) -> dict[str, int]:
 
 
 def _failures(output: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    lines = [line for line in output.splitlines() if line.startswith(("FAILED tests/", "ERROR tests/"))]
     return "\n".join(lines[:30]) or _tail(output)
 
 
