@@ -181,6 +181,8 @@ def render(results: dict[str, dict[str, Any]]) -> str:
                 out.append(
                     f"- tests: {cell['passed']} passed, {cell['failed']} failed, {cell['skipped']} skipped"
                 )
+            if cell.get("note"):
+                out.append(f"- note: {cell['note']}")
             if cell["result"] != "pass":
                 out += [f"- failed at {cell.get('stage')}:", "", "```", cell.get("detail", ""), "```"]
             out.append("")
