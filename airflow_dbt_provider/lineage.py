@@ -17,11 +17,14 @@ Naming follows the OpenLineage dataset naming conventions: the namespace names t
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_dbt_provider.assets import BUILT_STATUSES, RELATION_RESOURCE_TYPES
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,20 +108,33 @@ def parent_run_cause(task_instance: Any, max_length: int) -> str | None:
         from airflow.providers.openlineage.plugins import macros
     except ImportError:
         return None
-    parent = {
-        "run": {"runId": macros.lineage_run_id(task_instance)},
-        "job": {"namespace": macros.lineage_job_namespace(), "name": macros.lineage_job_name(task_instance)},
-    }
-    candidates: list[dict[str, Any]] = [{"parent": parent}]
-    if hasattr(macros, "lineage_root_run_id"):  # the root macros came with later provider versions
-        root = {
-            "run": {"runId": macros.lineage_root_run_id(task_instance)},
+    # Lineage must never fail the task: some provider versions' macros read attributes the
+    # running Airflow's task instance lacks (e.g. ``dag_run`` on Airflow 3.1).
+    try:
+        parent = {
+            "run": {"runId": macros.lineage_run_id(task_instance)},
             "job": {
-                "namespace": macros.lineage_root_job_namespace(task_instance),
-                "name": macros.lineage_root_job_name(task_instance),
+                "namespace": macros.lineage_job_namespace(),
+                "name": macros.lineage_job_name(task_instance),
             },
         }
-        candidates.insert(0, {"parent": parent, "root": root})
+    except Exception as exc:
+        log.warning("OpenLineage parent run info unavailable (%s); the run's cause omits it", exc)
+        return None
+    candidates: list[dict[str, Any]] = [{"parent": parent}]
+    if hasattr(macros, "lineage_root_run_id"):  # the root macros came with later provider versions
+        try:
+            root = {
+                "run": {"runId": macros.lineage_root_run_id(task_instance)},
+                "job": {
+                    "namespace": macros.lineage_root_job_namespace(task_instance),
+                    "name": macros.lineage_root_job_name(task_instance),
+                },
+            }
+        except Exception as exc:
+            log.warning("OpenLineage root run info unavailable (%s); the run's cause names the parent", exc)
+        else:
+            candidates.insert(0, {"parent": parent, "root": root})
     for payload in candidates:
         text = json.dumps(payload, separators=(",", ":"))
         if len(text) <= max_length:

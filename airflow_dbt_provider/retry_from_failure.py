@@ -3,23 +3,35 @@
 A failed try keeps the part of its ``run_results.json`` that ``dbt retry`` reads
 (:mod:`airflow_dbt_provider.core.retry_state`) in the task state store; the next try writes it back
 into a ``--state`` directory and runs ``dbt retry`` instead of the full command. A try that
-succeeds forgets it. Without a store (Airflow < 3.3), or when the store fails, every try runs the
-full command (:mod:`airflow_dbt_provider.task_state` says so in the task log).
+succeeds forgets it. Without a store (Airflow < 3.3) the state lives in ``artifacts_dir`` when it
+is set; with neither, or when the store fails, every try runs the full command (:mod:`airflow_dbt_provider.task_state` says so in the task log).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from airflow_dbt_provider.core import DbtResult
-from airflow_dbt_provider.core.retry_state import STATE_KEY, retry_state, usable, write_run_results
+from airflow_dbt_provider.compat import AIRFLOW_VERSION
+from airflow_dbt_provider.core.retry_state import (
+    STATE_KEY,
+    ArtifactsDirStore,
+    retry_state,
+    usable,
+    write_run_results,
+)
 from airflow_dbt_provider.logs import Logger
-from airflow_dbt_provider.task_state import TaskStateStore
+from airflow_dbt_provider.task_state import TaskStateStore, has_task_state_store
 
 #: What a try does when the task state store is absent or fails.
-WITHOUT_STORE = "retry_from_failure=True has no effect: every try runs the full command"
+WITHOUT_STORE = (
+    "retry_from_failure=True has no effect: every try runs the full command (without a task state "
+    "store, set artifacts_dir to a directory every try reaches)"
+)
 #: Node ids listed in the task log when a retry starts.
 LISTED_NODES = 20
 
@@ -27,9 +39,24 @@ LISTED_NODES = 20
 class RetryFromFailure:
     """The previous try's failures for this try, and this try's for the next one."""
 
-    def __init__(self, context: Mapping[str, Any], log: Logger) -> None:
+    def __init__(
+        self, context: Mapping[str, Any], log: Logger, artifacts_dir: str | os.PathLike[str] | None = None
+    ) -> None:
         self._log = log
-        self._store = TaskStateStore(context, log, without=WITHOUT_STORE, warn_if_absent=True)
+        fallback = None
+        if artifacts_dir and not has_task_state_store():
+            ti = context["ti"]
+            owner = json.dumps([ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)])
+            fallback = ArtifactsDirStore(artifacts_dir, owner)
+            log.info(
+                "Airflow %s has no task state store (3.3 adds it): retry_from_failure keeps its "
+                "state in artifacts_dir %s, which every try of this task must reach",
+                AIRFLOW_VERSION,
+                artifacts_dir,
+            )
+        self._store = TaskStateStore(
+            context, log, without=WITHOUT_STORE, warn_if_absent=True, fallback=fallback
+        )
         self._try_number = int(getattr(context["ti"], "try_number", 1) or 1)
 
     @property

@@ -12,21 +12,16 @@ Both the dbt Core and the dbt Cloud operators keep a little state there for the 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
+from airflow_dbt_provider.compat import HAS_TASK_STATE_STORE
 from airflow_dbt_provider.logs import Logger
 
 
-@functools.cache
 def has_task_state_store() -> bool:
-    """Whether this Airflow has the task state store (Airflow 3.3); decided once per process."""
-    try:
-        from airflow.sdk.execution_time.context import TaskStateStoreAccessor  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether this Airflow has the task state store (Airflow 3.3); the fact lives in compat."""
+    return HAS_TASK_STATE_STORE
 
 
 class TaskStateStore:
@@ -38,16 +33,25 @@ class TaskStateStore:
         sentence (``"every try runs the full command"``); it is said once, in the task log.
     :param warn_if_absent: Say it as a warning when this Airflow has no store (the user asked for
         something only the store provides), else as an info line.
+    :param fallback: A store with the same ``get``/``set``/``delete`` used when this Airflow has
+        none (e.g. :class:`~airflow_dbt_provider.core.retry_state.ArtifactsDirStore`); the caller
+        says in the task log where it keeps the state then.
     """
 
     def __init__(
-        self, context: Mapping[str, Any], log: Logger, *, without: str, warn_if_absent: bool = False
+        self,
+        context: Mapping[str, Any],
+        log: Logger,
+        *,
+        without: str,
+        warn_if_absent: bool = False,
+        fallback: Any = None,
     ) -> None:
         self._log = log
         self._without = without
         available = has_task_state_store()
-        self._store = context.get("task_state_store") if available else None
-        if not available:
+        self._store = context.get("task_state_store") if available else fallback
+        if not available and fallback is None:
             say = log.warning if warn_if_absent else log.info
             say("this Airflow has no task state store (Airflow 3.3+): %s", without)
         elif self._store is None:

@@ -8,6 +8,10 @@ re-runs (error, fail, skipped, runtime error, partial success). :func:`retry_sta
 exactly that — successful results and compiled SQL are dropped — gzip-compressed, so even a
 large project's failure fits the store's 64 KB default limit; :func:`write_run_results` puts it
 back as a ``run_results.json`` for ``dbt retry --state``.
+
+Airflow before 3.3 has no task state store; there :class:`ArtifactsDirStore` keeps the same state
+as a file in the operator's ``artifacts_dir`` — which the user points at storage every try of the
+task reaches (the same worker, or a shared volume) — tagged with the task instance it belongs to.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -78,3 +84,42 @@ def _compact(item: dict[str, Any]) -> dict[str, Any]:
         "adapter_response": {},
         "message": message[:MAX_MESSAGE] if isinstance(message, str) else message,
     }
+
+
+class ArtifactsDirStore:
+    """The task state store's ``get``/``set``/``delete`` on a file in ``artifacts_dir``.
+
+    Why the owner tag: ``artifacts_dir`` is often one fixed path for every run of a DAG, so the
+    file names the task instance (dag, run, task, map index) it was written for, and another task
+    instance reads nothing from it. Writes are atomic (a rename), so a killed try leaves either the
+    old state or the new one.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], owner: str) -> None:
+        self.directory = Path(directory)
+        self.owner = owner
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f".{key}.json"
+
+    def get(self, key: str) -> Any:
+        """The stored value, or ``None`` when absent, unreadable, or another task instance's."""
+        try:
+            data = json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("owner") != self.owner:
+            return None
+        return data.get("value")
+
+    def set(self, key: str, value: Any) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"owner": self.owner, "value": value}, handle)
+        os.replace(tmp, self._path(key))
+
+    def delete(self, key: str) -> None:
+        """Forget this task instance's value (another task instance's file is left alone)."""
+        if self.get(key) is not None:
+            self._path(key).unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtInvocationError
+from airflow_dbt_provider.core.dbt_versions import check_params
 from airflow_dbt_provider.core.isolation import (
     INVOCATION_LOCK,
     collect_garbage,
@@ -115,6 +116,8 @@ class DbtRunner(ProjectRunner):
             yield
 
     def _execute(self, request: Request, project_dir: Path, invocation: Invocation) -> DbtResult:
+        # Before dbt, which drops keyword parameters it does not know silently.
+        check_params(request.command, request.argv, request.overrides)
         params = self._params(project_dir, invocation, request.overrides)
         manifest = self._manifest_for(request.command, request.argv, params, invocation)
         return self._run(request, params, invocation, manifest)
@@ -152,11 +155,15 @@ class DbtRunner(ProjectRunner):
         # the option's default (``~/.dbt`` must exist) before dbt applies keyword overrides.
         argv = [*argv, "--profiles-dir", str(self.profiles_dir)]
         forget_deprecations()  # each invocation summarises only its own deprecations, once
+        cwd = os.getcwd()
         try:
             return dbtRunner(manifest=manifest, callbacks=[self.events, *self.callbacks]).invoke(
                 argv, **params
             )
         finally:
+            # dbt-core 1.8 leaves the process in the project dir (1.9's tasks restore the cwd); after
+            # `deps` in a staging mirror that directory is deleted, and the next parse would fail.
+            os.chdir(cwd)
             release_adapters()
 
     def _manifest_for(

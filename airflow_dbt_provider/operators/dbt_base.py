@@ -90,7 +90,8 @@ class DbtOperator(BaseOperator):
         log lines and ``on_kill`` behave as in process; see ``docs/dbt_core_production.md``.
     :param retry_from_failure: on an Airflow retry, run ``dbt retry`` so only the nodes that failed
         or were skipped in the previous try run again. What it needs is kept in Airflow's task
-        state store (Airflow >= 3.3), which every worker reaches.
+        state store (Airflow >= 3.3), which every worker reaches; on older Airflow in
+        ``artifacts_dir`` (set it to a directory every try reaches).
     :param asset_alias: emit one Asset event per model, seed and snapshot built, through an
         ``AssetAlias`` of this name (added to the task's outlets).
     :param fail_on_empty_selection: fail the task when the selection matches no node (dbt itself
@@ -232,7 +233,9 @@ class DbtOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the command; return the summary, or raise naming what failed."""
         args, params = self.dbt_args(), self.dbt_params()
-        retry = RetryFromFailure(context, self.log) if self.retry_from_failure else None
+        retry = (
+            RetryFromFailure(context, self.log, self.artifacts_dir) if self.retry_from_failure else None
+        )
         if retry is not None and not retry.available:
             retry = None
         capture = list(self.push_artifacts)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import AssetAlias, conf
+from airflow.sdk import AssetAlias
 
 from airflow_dbt_provider.assets import built_assets, emit_asset_events
 from airflow_dbt_provider.cloud import (
@@ -61,6 +61,7 @@ from airflow_dbt_provider.dbt_cloud_base import (
     DbtCloudBaseOperator,
     DbtCloudRunError,
 )
+from airflow_dbt_provider.compat import conf, warn_no_trigger_on_kill
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
 from airflow_dbt_provider.links.dbt_cloud import (
     JOB_RUN_ID_KEY,
@@ -386,6 +387,8 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         """
         try_number = int(getattr(context["ti"], "try_number", 0) or 0)
         context["ti"].xcom_push(key=DEFERRED_TRY_XCOM_KEY, value=try_number)
+        if self.cancel_on_kill:
+            warn_no_trigger_on_kill(self.log)
         self.defer(
             trigger=DbtCloudRunTrigger(
                 run_id=run_id,

@@ -12,13 +12,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, conf
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk import BaseSensorOperator
 
 from airflow_dbt_provider.cloud import DbtCloudTransientError, RunStatus
 from airflow_dbt_provider.cloud.coerce import to_int
 from airflow_dbt_provider.cloud.events import RunEventStatus
 from airflow_dbt_provider.cloud.reports import failure_message
+from airflow_dbt_provider.compat import AirflowSensorTimeout, conf
 from airflow_dbt_provider.dbt_cloud_base import (
     DEFAULT_CONN_ID,
     DEFAULT_RUN_TIMEOUT_S,

@@ -28,9 +28,12 @@ def _artifact(kind: str, name: str) -> dict[str, Any]:
 
 
 def test_airflow_uses_the_registered_handlers() -> None:
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+    try:
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime as Manager
+    except ImportError:  # Airflow < 3.3: the task runtime reads them from the ProvidersManager
+        from airflow.providers_manager import ProvidersManager as Manager  # type: ignore[assignment]
 
-    handlers = ProvidersManagerTaskRuntime().asset_uri_handlers
+    handlers = Manager().asset_uri_handlers
     assert handlers["dbt"].__module__ == "airflow_dbt_provider.assets"
     assert handlers["postgres"].__module__ == "airflow.providers.postgres.assets.postgres"
 

@@ -162,16 +162,32 @@ def test_connection_form_matches_airflow_schema() -> None:
     assert DBT_CLOUD_CONNECTION["ui-field-behaviour"]["placeholders"]["host"].startswith("https://")
 
 
-def test_providers_manager_builds_the_form() -> None:
-    from airflow.providers_manager import ProvidersManager
+@pytest.mark.parametrize(
+    ("conn_type", "extra_fields", "standard"),
+    [
+        (
+            "dbt_cloud_api",
+            set(DBT_CLOUD_CONNECTION["conn-fields"]),
+            {"password": "API token", "port": "Port (optional)", "login": "Account ID"},
+        ),
+        ("dbt_target", {"adapter_type", "target"}, {"login": "User", "url_schema": "dbt schema"}),
+    ],
+)
+def test_the_connection_form_shows_our_fields(
+    conn_type: str, extra_fields: set[str], standard: dict[str, str]
+) -> None:
+    """What the UI's connection form gets: conn-fields on Airflow 3.2+, the hooks' widgets on 3.1."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 
-    manager = ProvidersManager()
-    widgets = manager.connection_form_widgets
-    assert {"extra__dbt_cloud_api__ca_bundle", "extra__dbt_cloud_api__proxies"} <= set(widgets)
-    behaviour = manager.field_behaviours["dbt_cloud_api"]
-    assert behaviour["relabeling"]["password"] == "API token"
-    assert behaviour["hidden_fields"] == ["schema"]
-    assert behaviour["relabeling"]["port"] == "Port (optional)"
+    # Computed once per process, as the API server does (Airflow 3.1 cannot compute it twice).
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == conn_type]
+    assert set(meta.extra_fields or {}) == extra_fields
+    assert meta.standard_fields is not None
+    titles = {name: getattr(meta.standard_fields, name).title for name in standard}
+    assert titles == standard
+    if conn_type == "dbt_cloud_api":
+        assert meta.standard_fields.url_schema.hidden
+        assert meta.extra_fields["verify_ssl"]["schema"]["type"] in ("boolean", ["boolean", "null"])
 
 
 @pytest.mark.parametrize(

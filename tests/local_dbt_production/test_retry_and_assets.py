@@ -18,6 +18,8 @@ from support.cloud_dags import run_dag
 from support.dbt_projects import copy_project
 from support.postgres import PostgresServer
 
+from airflow_dbt_provider.compat import HAS_TASK_STATE_STORE
+from airflow_dbt_provider.operators import dbt as dbt_operators
 from airflow_dbt_provider.operators.dbt import DbtBuildOperator, decode_artifact
 
 FLAKY = "model.jaffle_shop.flaky"
@@ -34,7 +36,25 @@ def _add_flaky_models(project: Path) -> None:
 
 
 @pytest.mark.usefixtures("airflow_db")
-def test_a_retry_runs_only_the_failed_node_and_its_skipped_children(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "keeper",
+    [
+        pytest.param(
+            "task_state_store",
+            marks=pytest.mark.skipif(not HAS_TASK_STATE_STORE, reason="the task state store is Airflow 3.3+"),
+        ),
+        "artifacts_dir",
+    ],
+)
+def test_a_retry_runs_only_the_failed_node_and_its_skipped_children(
+    tmp_path: Path, keeper: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Airflow 3.3 the state lives in the task state store; without one (3.1/3.2), in artifacts_dir."""
+    artifacts_dir = None
+    if keeper == "artifacts_dir":
+        # Airflow < 3.3 as the operator sees it: no task state store in the context.
+        monkeypatch.setattr(dbt_operators, "task_state_store", lambda context: None)
+        artifacts_dir = str(tmp_path / "artifacts")
     project = copy_project(tmp_path / "project")
     _add_flaky_models(project)
     warehouse = tmp_path / "retry.duckdb"
@@ -53,6 +73,7 @@ def test_a_retry_runs_only_the_failed_node_and_its_skipped_children(tmp_path: Pa
             env={"JAFFLE_SHOP_DUCKDB_PATH": str(warehouse)},
             select=["+flaky+"],
             retry_from_failure=True,
+            artifacts_dir=artifacts_dir,
             push_artifacts=["run_results.json"],
             retries=1,
             retry_delay=timedelta(seconds=0),

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from airflow_dbt_provider.core.retry_state import retry_state, usable, write_run_results
+from airflow_dbt_provider.core.retry_state import ArtifactsDirStore, retry_state, usable, write_run_results
 from airflow_dbt_provider.lineage import namespace, operator_lineage, run_lineage
 
 
@@ -52,6 +52,23 @@ def test_retry_state_keeps_only_what_dbt_retry_reruns(tmp_path: Path) -> None:
     assert [r["unique_id"] for r in written["results"]] == ["model.p.flaky", "model.p.child"]
     assert written["results"][0]["compiled_code"] is None
     assert len(written["results"][0]["message"]) == 500
+
+
+def test_artifacts_dir_store_keeps_state_per_task_instance(tmp_path: Path) -> None:
+    """Without a task state store (Airflow < 3.3) the state is a file that names its task instance."""
+    state = retry_state(json.dumps(RUN_RESULTS).encode())
+    mine = ArtifactsDirStore(tmp_path / "artifacts", owner='["dag", "run_1", "build", -1]')
+    other_run = ArtifactsDirStore(tmp_path / "artifacts", owner='["dag", "run_2", "build", -1]')
+    assert mine.get("k") is None
+    mine.set("k", state)
+    assert mine.get("k") == state
+    assert usable(ArtifactsDirStore(tmp_path / "artifacts", mine.owner).get("k"))  # a later try reads it
+    assert other_run.get("k") is None  # another DAG run's try never retries from it
+    other_run.delete("k")
+    assert mine.get("k") == state
+    mine.delete("k")
+    assert mine.get("k") is None
+    assert list((tmp_path / "artifacts").iterdir()) == []  # no temporary files left behind
 
 
 def test_no_retry_state_after_success_and_unknown_states_are_ignored() -> None:

@@ -29,6 +29,7 @@ def main() -> None:
             )  # fmt: skip
         result = run_dag(dag)
         print(f"TASK_STATE={result.state('run_job')}", flush=True)
+        print(f"TASK_ERRORS={result.errors('run_job')}", flush=True)
         for cause in (r.body["cause"] for r in posts(emulator, "/run/")):
             print(f"RUN_CAUSE={cause}", flush=True)
 

@@ -123,9 +123,7 @@ def test_every_command_operator(tmp_path: Path, warehouse: Path) -> None:
         DbtParseOperator(task_id="parse", **common),
         DbtSeedOperator(task_id="seed", full_refresh=True, **common),
         DbtRunOperator(task_id="run", select=["staging"], artifacts_dir=state, **common),
-        DbtBuildOperator(
-            task_id="build", select="marts", exclude=["relationships_orders_customer_id*"], **common
-        ),
+        DbtBuildOperator(task_id="build", select="marts", exclude=["test_name:relationships"], **common),
         DbtTestOperator(task_id="test", select="customers", push_artifacts=["run_results.json"], **common),
         DbtSnapshotOperator(task_id="snapshot", **common),
         DbtCompileOperator(task_id="compile", select="orders", **common),

@@ -17,16 +17,40 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-#: (dag_id, task_id, map_index, try_number, error text), appended by the DAGs' failure callbacks.
-_ERRORS: list[tuple[str, str, int, int, str]] = []
+#: (dag_id, task_id, map_index, try_number) -> error text, from the failure callbacks and listener.
+_ERRORS: dict[tuple[str, str, int, int], str] = {}
 EXAMPLE_DAGS = Path(__file__).resolve().parents[2] / "example_dags"
 TRIGGER_CLASSPATH = "airflow_dbt_provider.triggers.dbt_cloud.DbtCloudRunTrigger"
 
 
-def _record_error(context: Any) -> None:
-    ti = context["ti"]
+def _record(ti: Any, error: Any) -> None:
     map_index = ti.map_index if ti.map_index is not None else -1
-    _ERRORS.append((ti.dag_id, ti.task_id, map_index, ti.try_number, str(context.get("exception"))))
+    key = (ti.dag_id, ti.task_id, map_index, ti.try_number)
+    if error is not None or key not in _ERRORS:
+        _ERRORS[key] = str(error)
+
+
+def _record_error(context: Any) -> None:
+    _record(context["ti"], context.get("exception"))
+
+
+class _FailureListener:
+    """Airflow 3.1's ``dag.test()`` gives failure callbacks no ``exception``; its listeners get it."""
+
+    from airflow.listeners import hookimpl
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        if getattr(task_instance, "task_id", None) is not None:
+            _record(task_instance, error)
+
+
+def _listen_for_failures() -> None:
+    from airflow.listeners.listener import get_listener_manager
+
+    manager = get_listener_manager()
+    if not any(isinstance(listener, _FailureListener) for listener in manager.pm.get_plugins()):
+        manager.add_listener(_FailureListener())
 
 
 @contextmanager
@@ -90,10 +114,11 @@ class DagResult:
 
     def errors(self, task_id: str, map_index: int = -1) -> list[str]:
         """Error texts of the task's failed tries, in order."""
-        return [e for d, t, m, _, e in _ERRORS if (d, t, m) == (self.dag_id, task_id, map_index)]
+        tries = sorted((k[3], e) for k, e in _ERRORS.items() if k[:3] == (self.dag_id, task_id, map_index))
+        return [e for _, e in tries]
 
     def all_errors(self) -> list[str]:
-        return [e for d, *_, e in _ERRORS if d == self.dag_id]
+        return [e for (d, *_), e in sorted(_ERRORS.items()) if d == self.dag_id]
 
     def deferred_runs(self, task_id: str) -> list[int]:
         """Run ids of the dbt Cloud triggers this DAG run's tasks deferred to (trigger rows stay)."""
@@ -121,14 +146,16 @@ def _register(dag: DAG) -> None:
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
     try:
-        from airflow.dag_processing.dagbag import BundleDagBag, DagBag, sync_bag_to_db
-    except ImportError:  # Airflow < 3.2 keeps them in airflow.models.dagbag
-        from airflow.models.dagbag import BundleDagBag, DagBag, sync_bag_to_db  # type: ignore[no-redef]
+        from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    except ImportError:  # Airflow 3.1 keeps them in airflow.models.dagbag
+        from airflow.models.dagbag import BundleDagBag, sync_bag_to_db  # type: ignore[no-redef]
 
     DagBundlesManager().sync_bundles_to_db()
     with tempfile.TemporaryDirectory() as empty:
-        named = {"bundle_name": "dags-folder"} if "bundle_name" in signature(DagBag).parameters else {}
-        bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty), **named)  # no name before 3.2
+        try:
+            bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty), bundle_name="dags-folder")
+        except TypeError:  # Airflow 3.1: the bag does not know its bundle's name
+            bag = BundleDagBag(dag_folder=empty, bundle_path=Path(empty))
         bag.bag_dag(dag)
         sync_bag_to_db(bag, "dags-folder", None)
 
@@ -140,6 +167,7 @@ def run_dag(dag: DAG, **kwargs: Any) -> DagResult:
     if not dag.fileloc.startswith(str(EXAMPLE_DAGS)):
         _register(dag)
     started = timezone.utcnow()
+    _listen_for_failures()
     dag_run = dag.test(**kwargs)
     result = DagResult(dag_id=dag.dag_id, run_id=dag_run.run_id, started=started)
     from airflow.models.taskinstance import TaskInstance
