@@ -4,7 +4,8 @@ A failed try keeps the part of its ``run_results.json`` that ``dbt retry`` reads
 (:mod:`airflow_dbt_provider.core.retry_state`) in the task state store; the next try writes it back
 into a ``--state`` directory and runs ``dbt retry`` instead of the full command. A try that
 succeeds forgets it. Without a store (Airflow < 3.3) the state lives in ``artifacts_dir`` when it
-is set; with neither, or when the store fails, every try runs the full command (:mod:`airflow_dbt_provider.task_state` says so in the task log).
+is set; with neither, or when the store fails, every try runs the full command
+(:mod:`airflow_dbt_provider.task_state` says so in the task log).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from airflow_dbt_provider.core import DbtResult
 from airflow_dbt_provider.compat import AIRFLOW_VERSION
+from airflow_dbt_provider.core import DbtResult
 from airflow_dbt_provider.core.retry_state import (
     STATE_KEY,
     ArtifactsDirStore,

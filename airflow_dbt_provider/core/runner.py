@@ -28,8 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtInvocationError
 from airflow_dbt_provider.core.dbt_versions import check_params
+from airflow_dbt_provider.core.errors import DbtCommandFailedError, DbtInvocationError
 from airflow_dbt_provider.core.isolation import (
     INVOCATION_LOCK,
     collect_garbage,

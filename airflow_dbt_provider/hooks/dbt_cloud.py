@@ -29,8 +29,8 @@ from airflow_dbt_provider.cloud import (
     DbtCloudTransientError,
     RetryPolicy,
 )
-from airflow_dbt_provider.connection_defaults import REQUEST_TIMEOUT_S
 from airflow_dbt_provider.compat import connection_form_widgets, ui_field_behaviour
+from airflow_dbt_provider.connection_defaults import REQUEST_TIMEOUT_S
 from airflow_dbt_provider.get_provider_info import DBT_CLOUD_CONNECTION
 
 CONN_TYPE = "dbt_cloud_api"

@@ -233,9 +233,7 @@ class DbtOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Run the command; return the summary, or raise naming what failed."""
         args, params = self.dbt_args(), self.dbt_params()
-        retry = (
-            RetryFromFailure(context, self.log, self.artifacts_dir) if self.retry_from_failure else None
-        )
+        retry = RetryFromFailure(context, self.log, self.artifacts_dir) if self.retry_from_failure else None
         if retry is not None and not retry.available:
             retry = None
         capture = list(self.push_artifacts)

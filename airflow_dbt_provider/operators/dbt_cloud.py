@@ -55,13 +55,13 @@ from airflow_dbt_provider.cloud.run_start import (
     lineage_room,
     plan_run_start,
 )
+from airflow_dbt_provider.compat import conf, warn_no_trigger_on_kill
 from airflow_dbt_provider.dbt_cloud_base import (
     DEFAULT_CONN_ID,
     DEFAULT_RUN_TIMEOUT_S,
     DbtCloudBaseOperator,
     DbtCloudRunError,
 )
-from airflow_dbt_provider.compat import conf, warn_no_trigger_on_kill
 from airflow_dbt_provider.lineage import openlineage_enabled, operator_lineage, parent_run_cause
 from airflow_dbt_provider.links.dbt_cloud import (
     JOB_RUN_ID_KEY,

@@ -141,7 +141,6 @@ def _register(dag: DAG) -> None:
     under that bundle's name from an empty folder, so nothing else is parsed.
     """
     import tempfile
-    from inspect import signature
 
     from airflow.dag_processing.bundles.manager import DagBundlesManager
 
