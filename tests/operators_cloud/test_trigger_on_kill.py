@@ -94,7 +94,8 @@ async def test_no_cancel_while_the_task_is_still_deferred(
     assert (await trigger.lookup_task_instance_state()).state == "deferred"
     await trigger.on_kill()
     assert posts(emulator, "/cancel/") == []
-    assert client.get_run(trigger.run_id).status is RunStatus.RUNNING
+    # Still in flight (the emulated run may not have left STARTING yet on a loaded machine).
+    assert client.get_run(trigger.run_id).status not in RunStatus.TERMINAL
 
 
 @pytest.mark.usefixtures("supervisor_comms")
@@ -112,7 +113,8 @@ async def test_cancels_when_a_user_killed_the_deferred_task(
     await trigger.on_kill()
     (cancel,) = posts(emulator, "/cancel/")
     assert f"/runs/{trigger.run_id}/cancel/" in cancel.path
-    assert client.get_run(trigger.run_id).status in (RunStatus.CANCELLED, RunStatus.RUNNING)
+    # on_kill returns once dbt Cloud reports the cancel (or after a warning): it must be cancelled now.
+    assert client.get_run(trigger.run_id).status is RunStatus.CANCELLED
 
 
 # --- the try-number guard: a reassignment keeps the run, a cleared-and-deferred-again try does not --
@@ -143,7 +145,8 @@ async def test_reassigned_trigger_of_the_same_try_leaves_the_run_alone(
     assert not (await trigger.kill_verdict()).cancel
     await trigger.on_kill()
     assert posts(emulator, "/cancel/") == []
-    assert client.get_run(trigger.run_id).status is RunStatus.RUNNING
+    # Still in flight (the emulated run may not have left STARTING yet on a loaded machine).
+    assert client.get_run(trigger.run_id).status not in RunStatus.TERMINAL
 
 
 @pytest.mark.usefixtures("supervisor_comms")
