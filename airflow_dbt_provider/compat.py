@@ -20,10 +20,13 @@ older Airflow, and the degradation is described in one place (docs/compatibility
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from airflow import __version__ as AIRFLOW_VERSION
 from packaging.version import Version
+
+T = TypeVar("T")
 
 _RELEASE = Version(AIRFLOW_VERSION).release[:2]
 
@@ -50,6 +53,7 @@ __all__ = [
     "HAS_TRIGGER_ON_KILL",
     "AirflowSensorTimeout",
     "conf",
+    "connection_form",
     "connection_form_widgets",
     "task_state_store",
     "ui_field_behaviour",
@@ -92,8 +96,7 @@ def connection_form_widgets(connection_type: dict[str, Any]) -> dict[str, Any]:
 
     Objects and numbers become text fields (the hooks parse JSON and numbers from strings). Empty on
     3.2+, where the form comes from ``conn-fields`` itself, and where wtforms is not importable.
-    Each hook defines the two methods itself (no mixin): Airflow 3.1 reads them only from the hook
-    class's own ``__dict__``.
+    The hooks get it through :func:`connection_form`.
     """
     if HAS_DECLARATIVE_CONN_FIELDS:
         return {}
@@ -117,3 +120,25 @@ def connection_form_widgets(connection_type: dict[str, Any]) -> dict[str, Any]:
         else:
             widgets[name] = StringField(label, description=description, widget=BS3TextFieldWidget())
     return widgets
+
+
+def connection_form(connection_type: dict[str, Any]) -> Callable[[type[T]], type[T]]:
+    """Class decorator: the hook's ``get_connection_form_widgets``/``get_ui_field_behaviour`` from
+    provider info's ``connection_type`` (used by Airflow 3.1's form; 3.2+ reads ``conn-fields``).
+
+    A decorator, not a mixin: Airflow 3.1 reads these methods only from the hook class's own
+    ``__dict__``, so they are set on each class itself.
+    """
+
+    def decorate(hook: type[T]) -> type[T]:
+        def get_connection_form_widgets(cls: type) -> dict[str, Any]:
+            return connection_form_widgets(connection_type)
+
+        def get_ui_field_behaviour(cls: type) -> dict[str, Any]:
+            return ui_field_behaviour(connection_type)
+
+        hook.get_connection_form_widgets = classmethod(get_connection_form_widgets)  # type: ignore[attr-defined]
+        hook.get_ui_field_behaviour = classmethod(get_ui_field_behaviour)  # type: ignore[attr-defined]
+        return hook
+
+    return decorate

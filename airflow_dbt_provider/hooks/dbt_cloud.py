@@ -29,7 +29,7 @@ from airflow_dbt_provider.cloud import (
     DbtCloudTransientError,
     RetryPolicy,
 )
-from airflow_dbt_provider.compat import connection_form_widgets, ui_field_behaviour
+from airflow_dbt_provider.compat import connection_form
 from airflow_dbt_provider.connection_defaults import REQUEST_TIMEOUT_S
 from airflow_dbt_provider.get_provider_info import DBT_CLOUD_CONNECTION
 
@@ -37,6 +37,7 @@ CONN_TYPE = "dbt_cloud_api"
 OFFICIAL_CONN_TYPE = "dbt_cloud"
 
 
+@connection_form(DBT_CLOUD_CONNECTION)
 class DbtCloudHook(BaseHook):
     """Interact with dbt Cloud through an Airflow connection of type ``dbt_cloud_api``.
 
@@ -48,16 +49,6 @@ class DbtCloudHook(BaseHook):
     default_conn_name = f"{CONN_TYPE}_default"
     conn_type = CONN_TYPE
     hook_name = "dbt Cloud API"
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The extra fields' widgets for Airflow 3.1's form (3.2+ reads provider info's conn-fields)."""
-        return connection_form_widgets(DBT_CLOUD_CONNECTION)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Field labels and placeholders for Airflow 3.1's form (3.2+ reads them from provider info)."""
-        return ui_field_behaviour(DBT_CLOUD_CONNECTION)
 
     def __init__(self, dbt_cloud_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -14,12 +14,13 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from airflow_dbt_provider.compat import connection_form_widgets, ui_field_behaviour
+from airflow_dbt_provider.compat import connection_form
 from airflow_dbt_provider.get_provider_info import DBT_TARGET_CONNECTION
 from airflow_dbt_provider.profiles import DbtTarget, ProfileMappingError, target_from_connection
 from airflow_dbt_provider.profiles.generic import CONN_TYPE
 
 
+@connection_form(DBT_TARGET_CONNECTION)
 class DbtTargetHook(BaseHook):
     """Read a dbt target from an Airflow connection of type ``dbt_target``.
 
@@ -32,16 +33,6 @@ class DbtTargetHook(BaseHook):
     default_conn_name = f"{CONN_TYPE}_default"
     conn_type = CONN_TYPE
     hook_name = "dbt target (any adapter)"
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """The extra fields' widgets for Airflow 3.1's form (3.2+ reads provider info's conn-fields)."""
-        return connection_form_widgets(DBT_TARGET_CONNECTION)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Field labels and placeholders for Airflow 3.1's form (3.2+ reads them from provider info)."""
-        return ui_field_behaviour(DBT_TARGET_CONNECTION)
 
     def __init__(self, dbt_target_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
