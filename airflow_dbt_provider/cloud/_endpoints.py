@@ -124,43 +124,33 @@ def delete_job(settings: ClientSettings, job_id: int) -> ApiCall:
     return ApiCall("DELETE", v2(account, f"jobs/{job}/"), f"job {job} in {where}", expect_json=False)
 
 
-def trigger_run(settings: ClientSettings, job_id: int, options: TriggerRunOptions) -> ApiCall:
+def _new_run(
+    settings: ClientSettings, target: str, target_id: int, action: str, what: str, body: dict[str, Any]
+) -> ApiCall:
+    """A POST that creates a run (trigger, rerun, retry): never idempotent, so never re-sent when it
+    may have reached dbt Cloud; a 404 names the job or run it was started from."""
     account, where = _in_account(settings)
-    job = _positive("job_id", job_id)
+    ident = _positive(f"{target}_id", target_id)
     return ApiCall(
         "POST",
-        v2(account, f"jobs/{job}/run/"),
-        f"a run of job {job} in {where}",
-        body=options.to_api(),
+        v2(account, f"{target}s/{ident}/{action}/"),
+        f"{what} {target} {ident} in {where}",
+        body=body,
         idempotent=False,
-        missing=f"job {job} in {where}",
+        missing=f"{target} {ident} in {where}",
     )
+
+
+def trigger_run(settings: ClientSettings, job_id: int, options: TriggerRunOptions) -> ApiCall:
+    return _new_run(settings, "job", job_id, "run", "a run of", options.to_api())
 
 
 def rerun_job(settings: ClientSettings, job_id: int) -> ApiCall:
-    account, where = _in_account(settings)
-    job = _positive("job_id", job_id)
-    return ApiCall(
-        "POST",
-        v2(account, f"jobs/{job}/rerun/"),
-        f"a rerun of job {job} in {where}",
-        body={},
-        idempotent=False,
-        missing=f"job {job} in {where}",
-    )
+    return _new_run(settings, "job", job_id, "rerun", "a rerun of", {})
 
 
 def retry_run(settings: ClientSettings, run_id: int) -> ApiCall:
-    account, where = _in_account(settings)
-    run = _positive("run_id", run_id)
-    return ApiCall(
-        "POST",
-        v2(account, f"runs/{run}/retry/"),
-        f"a retry of run {run} in {where}",
-        body={},
-        idempotent=False,
-        missing=f"run {run} in {where}",
-    )
+    return _new_run(settings, "run", run_id, "retry", "a retry of", {})
 
 
 def get_run(settings: ClientSettings, run_id: int, include_steps: bool) -> ApiCall:

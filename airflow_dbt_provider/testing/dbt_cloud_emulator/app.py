@@ -65,6 +65,11 @@ class HttpError(Exception):
         self.user_message = user_message
         self.developer_message = developer_message
 
+    @classmethod
+    def not_found(cls, developer_message: str) -> HttpError:
+        """dbt Cloud's 404: one user message for every missing resource, the detail for developers."""
+        return cls(404, "The requested resource was not found.", developer_message)
+
 
 @dataclass
 class Ctx:
@@ -209,7 +214,7 @@ class App:
             raise HttpError(
                 405, f"Method {request.method} not allowed; use {' or '.join(sorted(set(allowed)))}."
             )
-        raise HttpError(404, "The requested resource was not found.", f"No API endpoint at {request.path}")
+        raise HttpError.not_found(f"No API endpoint at {request.path}")
 
     def _authenticate(self, request: Request) -> frozenset[int] | None:
         header = request.headers.get("authorization", "")
@@ -226,14 +231,12 @@ class App:
         try:
             return int(ctx.params[name])
         except ValueError:
-            raise HttpError(
-                404, "The requested resource was not found.", f"{name} must be an integer"
-            ) from None
+            raise HttpError.not_found(f"{name} must be an integer") from None
 
     def _account(self, ctx: Ctx) -> int:
         account_id = self._int(ctx, "account_id")
         if account_id not in self.state.accounts:
-            raise HttpError(404, "The requested resource was not found.", f"No account {account_id}.")
+            raise HttpError.not_found(f"No account {account_id}.")
         if ctx.accounts is not None and account_id not in ctx.accounts:
             raise HttpError(
                 403, "You do not have permission to access this account.", f"account {account_id}"
@@ -245,9 +248,7 @@ class App:
         job_id = self._int(ctx, "job_id")
         job = self.state.jobs.get(job_id)
         if job is None or job.account_id != account_id or job.state != 1:
-            raise HttpError(
-                404, "The requested resource was not found.", f"No job {job_id} in account {account_id}."
-            )
+            raise HttpError.not_found(f"No job {job_id} in account {account_id}.")
         return job
 
     def _run(self, ctx: Ctx) -> Run:
@@ -255,9 +256,7 @@ class App:
         run_id = self._int(ctx, "run_id")
         run = self.state.runs.get(run_id)
         if run is None or run.job.account_id != account_id:
-            raise HttpError(
-                404, "The requested resource was not found.", f"No run {run_id} in account {account_id}."
-            )
+            raise HttpError.not_found(f"No run {run_id} in account {account_id}.")
         return run
 
     def _project(self, ctx: Ctx) -> tuple[Any, int]:
@@ -265,11 +264,7 @@ class App:
         project_id = self._int(ctx, "project_id")
         found = self.state.projects.get(project_id)
         if found is None or found[1] != account_id:
-            raise HttpError(
-                404,
-                "The requested resource was not found.",
-                f"No project {project_id} in account {account_id}.",
-            )
+            raise HttpError.not_found(f"No project {project_id} in account {account_id}.")
         return found[0], account_id
 
     # ---------------------------------------------------------------------------------- envelopes
@@ -527,17 +522,11 @@ class App:
         by_step = self._artifacts(run)
         step = int_param(ctx.query, "step")
         if not by_step:
-            raise HttpError(
-                404, "The requested resource was not found.", f"Run {run.id} has no artifacts (yet)."
-            )
+            raise HttpError.not_found(f"Run {run.id} has no artifacts (yet).")
         index = step if step is not None else max(by_step)
         source = by_step.get(index, {}).get(name)
         if source is None:
-            raise HttpError(
-                404,
-                "The requested resource was not found.",
-                f"No artifact {name!r} for step {index} of run {run.id}.",
-            )
+            raise HttpError.not_found(f"No artifact {name!r} for step {index} of run {run.id}.")
         body, content_type = source.load(name)
         return Response(200, body, content_type)
 
@@ -549,9 +538,7 @@ class App:
         now = self.state.clock.now()
         done = [r for r in self.state.runs.values() if r.job is job and progress(r, now).is_complete]
         if not done:
-            raise HttpError(
-                404, "The requested resource was not found.", f"Job {job.spec.id} has no completed run."
-            )
+            raise HttpError.not_found(f"Job {job.spec.id} has no completed run.")
         return self._serve_artifact(max(done, key=lambda r: r.id), ctx)
 
     # ---------------------------------------------------------------------- v3 projects and envs
@@ -611,9 +598,7 @@ class App:
         for env in project.environments:
             if env.id == env_id:
                 return self._ok(self.render.environment(env, project.id, account_id))
-        raise HttpError(
-            404, "The requested resource was not found.", f"No environment {env_id} in project {project.id}."
-        )
+        raise HttpError.not_found(f"No environment {env_id} in project {project.id}.")
 
     # ------------------------------------------------------------------------------ control API
     def control(self, request: Request) -> Response:
