@@ -20,15 +20,16 @@ older Airflow, and the degradation is described in one place (docs/compatibility
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from airflow import __version__ as AIRFLOW_VERSION
-from packaging.version import Version
 
 T = TypeVar("T")
 
-_RELEASE = Version(AIRFLOW_VERSION).release[:2]
+#: ``(major, minor)`` of the running Airflow (``3.1.8`` -> ``(3, 1)``; pre-releases count as their release).
+_RELEASE = tuple(int(part) for part in re.findall(r"\d+", AIRFLOW_VERSION)[:2])
 
 #: ``context["task_state_store"]`` exists.
 HAS_TASK_STATE_STORE: bool = _RELEASE >= (3, 3)

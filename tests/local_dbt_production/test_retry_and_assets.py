@@ -18,8 +18,8 @@ from support.cloud_dags import run_dag
 from support.dbt_projects import copy_project
 from support.postgres import PostgresServer
 
+from airflow_dbt_provider import retry_from_failure, task_state
 from airflow_dbt_provider.compat import HAS_TASK_STATE_STORE
-from airflow_dbt_provider.operators import dbt as dbt_operators
 from airflow_dbt_provider.operators.dbt import DbtBuildOperator, decode_artifact
 
 FLAKY = "model.jaffle_shop.flaky"
@@ -53,7 +53,8 @@ def test_a_retry_runs_only_the_failed_node_and_its_skipped_children(
     artifacts_dir = None
     if keeper == "artifacts_dir":
         # Airflow < 3.3 as the operator sees it: no task state store in the context.
-        monkeypatch.setattr(dbt_operators, "task_state_store", lambda context: None)
+        monkeypatch.setattr(task_state, "has_task_state_store", lambda: False)
+        monkeypatch.setattr(retry_from_failure, "has_task_state_store", lambda: False)
         artifacts_dir = str(tmp_path / "artifacts")
     project = copy_project(tmp_path / "project")
     _add_flaky_models(project)
