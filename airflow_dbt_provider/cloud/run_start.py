@@ -41,7 +41,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -176,12 +176,8 @@ class StoredRun:
     max_tries: int
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "job_id": self.job_id,
-            "try_number": self.try_number,
-            "max_tries": self.max_tries,
-        }
+        """The task state store's value: the fields, JSON primitives only."""
+        return asdict(self)
 
     @classmethod
     def from_state(cls, value: Any) -> StoredRun | None:

@@ -250,23 +250,15 @@ class _GroupEnd(BaseOperator):
         """Nothing to do: the node tasks carry the results."""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class _ProfileArgs:
     """The profile arguments the operators take, and the same profile for a parse-time ``dbt ls``."""
 
-    def __init__(
-        self,
-        *,
-        project_dir: Path,
-        profile_conn_id: str | None,
-        profiles_dir: str | None,
-        target: str | None,
-        profile_overrides: dict[str, Any] | None,
-    ) -> None:
-        self.project_dir = project_dir
-        self.profile_conn_id = profile_conn_id
-        self.profiles_dir = profiles_dir
-        self.target = target
-        self.profile_overrides = profile_overrides
+    project_dir: Path
+    profile_conn_id: str | None
+    profiles_dir: str | None
+    target: str | None
+    profile_overrides: dict[str, Any] | None
 
     def operator_kwargs(self) -> dict[str, Any]:
         """What every task gets (only the arguments set)."""
