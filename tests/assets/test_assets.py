@@ -109,9 +109,10 @@ def test_bad_input_is_explained() -> None:
 
 
 def test_built_assets_of_a_successful_build() -> None:
-    assets = built_assets(_artifact("success", "run_results"), _artifact("success", "manifest"))
+    run_results = _artifact("success", "run_results")
+    assets = built_assets(run_results, _artifact("success", "manifest"))
     assert all(isinstance(a, BuiltAsset) for a in assets)
-    assert [a.unique_id for a in assets] == [
+    built = {
         "seed.jaffle_shop.raw_payments",
         "seed.jaffle_shop.raw_customers",
         "seed.jaffle_shop.raw_orders",
@@ -121,7 +122,11 @@ def test_built_assets_of_a_successful_build() -> None:
         "model.jaffle_shop.orders",
         "snapshot.jaffle_shop.customers_snapshot",
         "model.jaffle_shop.customers",
-    ]
+    }
+    # Every built node once (no test), in dbt's run order (which its threads decide, so read it back).
+    run_order = [r["unique_id"] for r in run_results["results"] if r["unique_id"] in built]
+    assert [a.unique_id for a in assets] == run_order
+    assert set(run_order) == built
     assert dict(assets)["seed.jaffle_shop.raw_orders"] == "dbt://duckdb/jaffle_shop/main_raw/raw_orders"
     assert all(Asset(uri=uri).uri == uri for _, uri in assets)
 
