@@ -67,9 +67,9 @@ def task_state_store(context: Any) -> Any:
     return context.get("task_state_store")
 
 
-def warn_no_trigger_on_kill(log: logging.Logger | Any) -> None:
+def warn_no_trigger_on_kill(log: logging.Logger | Any, cancel_on_kill: bool = True) -> None:
     """Say (once, as the task defers) what a kill while deferred cannot do on this Airflow."""
-    if HAS_TRIGGER_ON_KILL:
+    if HAS_TRIGGER_ON_KILL or not cancel_on_kill:
         return
     log.warning(
         "Airflow %s has no trigger on_kill (Airflow 3.3 adds it): killing this task while it is "

@@ -134,9 +134,8 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         parent (and root) run as JSON, as the official provider does, so lineage consumers reading dbt
         Cloud runs can link them to the Airflow task. Needs the ``openlineage`` extra. Independently,
         with OpenLineage enabled the task's own events carry the datasets the run read and built.
-    :param durable: Airflow's ``ResumableJobMixin`` flag, accepted for compatibility. ``True`` (the
-        default) is what this operator always does: the run is kept in the task state store and a
-        retry reconnects to it. ``False`` is ignored, with a warning: a retry never starts a duplicate.
+    :param durable: Airflow's ``ResumableJobMixin`` flag: ``True`` (default) is what this operator always
+        does (a retry finds its run and reconnects); ``False`` is ignored, with a warning.
     :return: The run id (an int).
     """
 
@@ -387,8 +386,7 @@ class DbtCloudRunJobOperator(DbtCloudBaseOperator):
         """
         try_number = int(getattr(context["ti"], "try_number", 0) or 0)
         context["ti"].xcom_push(key=DEFERRED_TRY_XCOM_KEY, value=try_number)
-        if self.cancel_on_kill:
-            warn_no_trigger_on_kill(self.log)
+        warn_no_trigger_on_kill(self.log, self.cancel_on_kill)
         self.defer(
             trigger=DbtCloudRunTrigger(
                 run_id=run_id,
