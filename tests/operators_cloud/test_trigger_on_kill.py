@@ -20,6 +20,7 @@ from support.cloud_dags import DagResult, make_dag, run_dag
 from support.cloud_operators import posts
 
 from airflow_dbt_provider.cloud import DbtCloudClient, RunStatus
+from airflow_dbt_provider.compat import HAS_TRIGGER_ON_KILL
 from airflow_dbt_provider.operators.dbt_cloud import DbtCloudRunJobOperator
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator
 from airflow_dbt_provider.triggers.dbt_cloud import (
@@ -192,6 +193,7 @@ def slow_supervisor(supervisor_comms: None) -> Iterator[None]:
         yield
 
 
+@pytest.mark.skipif(not HAS_TRIGGER_ON_KILL, reason="the triggerer calls on_kill on Airflow 3.3+")
 @pytest.mark.usefixtures("slow_supervisor")
 async def test_cancel_lands_although_the_triggerer_cancels_the_trigger_again_and_again(
     task_in_flight: DagResult, emulator: DbtCloudEmulator, client: DbtCloudClient

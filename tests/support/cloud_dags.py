@@ -35,7 +35,7 @@ def _record_error(context: Any) -> None:
 
 
 class _FailureListener:
-    """Airflow 3.1's ``dag.test()`` gives failure callbacks no ``exception``; its listeners get it."""
+    """Airflow 3.1/3.2's ``dag.test()`` gives failure callbacks no ``exception``; listeners get it."""
 
     from airflow.listeners import hookimpl
 
@@ -46,11 +46,19 @@ class _FailureListener:
 
 
 def _listen_for_failures() -> None:
+    """Listen where the task runner calls: 3.1 core's manager; 3.2+ the Task SDK's own manager."""
     from airflow.listeners.listener import get_listener_manager
 
-    manager = get_listener_manager()
-    if not any(isinstance(listener, _FailureListener) for listener in manager.pm.get_plugins()):
-        manager.add_listener(_FailureListener())
+    managers = [get_listener_manager()]
+    try:
+        from airflow.sdk.listener import get_listener_manager as task_sdk_listener_manager
+    except ImportError:  # Airflow 3.1
+        pass
+    else:
+        managers.append(task_sdk_listener_manager())
+    for manager in managers:
+        if not any(isinstance(listener, _FailureListener) for listener in manager.pm.get_plugins()):
+            manager.add_listener(_FailureListener())
 
 
 @contextmanager
