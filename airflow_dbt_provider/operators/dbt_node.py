@@ -103,6 +103,13 @@ class DbtBuildProducerOperator(DbtBuildOperator):
         finally:
             self._publisher.stop()
 
+    def on_kill(self) -> None:
+        """Publish nothing more: a killed build's later results are not the group's (dbt may still
+        finish a node between the kill and the process's end; its task must then build it itself)."""
+        if self._publisher is not None:
+            self._publisher.kill()
+        super().on_kill()
+
     def _make_runner(self, profiles_dir: str | None, target: str | None, profile_env: dict[str, str]) -> Any:
         runner = super()._make_runner(profiles_dir, target, profile_env)
         if self._publisher is not None and hasattr(runner, "callbacks"):
@@ -174,6 +181,7 @@ class _Publisher:
         self.done: list[str] = []
         self.queue: queue.Queue[Any] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="dbt-node-publisher", daemon=True)
+        self.killed = threading.Event()
 
     def start(self) -> None:
         self.thread.start()
@@ -206,7 +214,13 @@ class _Publisher:
             if stop:
                 return
 
+    def kill(self) -> None:
+        """The producer was killed: push no record and no marker from now on (any thread)."""
+        self.killed.set()
+
     def _publish(self, ready: Sequence[Any]) -> None:
+        if self.killed.is_set():
+            return
         ready = [r for r in ready if r is not None]
         for owner, record in ready:
             self.ti.xcom_push(key=record_key(owner), value=record)
@@ -223,6 +237,8 @@ class _Publisher:
     def finish(self, result: DbtResult) -> None:
         """After the build returned: the remaining records from its results, then the marker."""
         self.stop()
+        if self.killed.is_set():
+            return
         for node in result.nodes:
             done = node.completed_at.isoformat() if node.completed_at else None
             self.records.add(node.unique_id, node.status, node.message, done)

@@ -20,6 +20,7 @@ import pytest
 from support.dbt_projects import BUILD_NODES, MODEL_NODES, SEED_NODES, make_runner, recording
 
 from airflow_dbt_provider.core import DbtResult, DbtRunner
+from airflow_dbt_provider.core.dbt_versions import installed_minor
 from airflow_dbt_provider.core.runner import RUNS_SELECTED_NODES
 
 
@@ -186,6 +187,8 @@ def test_an_empty_selection_is_flagged_with_one_warning_by_each_command_that_run
     (tmp_path / "manifest.json").write_bytes(compiled.captured["manifest.json"])  # clone's --state
     with recording(logging.getLogger("tests.dbt")) as log:
         for command in sorted(RUNS_SELECTED_NODES):
+            if command == "docs generate" and (installed_minor() or (0, 0)) < (1, 9):
+                continue  # dbt-core 1.8 itself fails writing an empty catalog ("1 failure while writing")
             log.clear()
             args = [*command.split(), *(["--state", str(tmp_path)] if command == "clone" else [])]
             result = built.runner.invoke(args, select=["no_such_model"])
