@@ -14,7 +14,11 @@ import time
 from typing import Any
 
 import pytest
-from airflow._shared.module_loading import import_string  # the triggerer's own loader
+
+try:
+    from airflow._shared.module_loading import import_string  # the triggerer's own loader
+except ImportError:  # Airflow < 3.3
+    from airflow.utils.module_loading import import_string  # type: ignore[no-redef]
 from airflow.models.trigger import Trigger
 from airflow.sdk.exceptions import AirflowSensorTimeout
 from airflow.serialization.decoders import smart_decode_trigger_kwargs
