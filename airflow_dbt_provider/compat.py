@@ -56,15 +56,9 @@ __all__ = [
     "conf",
     "connection_form",
     "connection_form_widgets",
-    "task_state_store",
     "ui_field_behaviour",
     "warn_no_trigger_on_kill",
 ]
-
-
-def task_state_store(context: Any) -> Any:
-    """The task state store of this task instance, or ``None`` on an Airflow that has none."""
-    return context.get("task_state_store")
 
 
 def warn_no_trigger_on_kill(log: logging.Logger | Any, cancel_on_kill: bool = True) -> None:
