@@ -60,10 +60,10 @@ test: install-dev
 	$(MAKE) --no-print-directory test-min
 
 # The minimum-versions lane: every declared floor installed exactly (scripts/min_requirements.py) —
-# Airflow 3.1.8, dbt-core 1.8.9 with its adapters — running the unit, cloud, hook, core and operator
-# suites (which include one dag.test() of each example DAG).
+# Airflow 3.1.8, dbt-core 1.8.9 with its adapters — running the unit, cloud, hook, core, operator and
+# task-group suites (which include one dag.test() of each example DAG).
 MIN_VENV := .venv-min
-MIN_SUITES := tests/unit tests/cloud tests/hooks tests/assets tests/core tests/operators_dbt tests/operators_cloud
+MIN_SUITES := tests/unit tests/cloud tests/hooks tests/assets tests/core tests/operators_dbt tests/operators_cloud tests/task_groups
 test-min: $(UV) wheel
 	$(VENV)/bin/python scripts/min_requirements.py > dist/min-requirements.txt
 	[ -x $(MIN_VENV)/bin/python ] || $(UV) venv --quiet --python $(VENV)/bin/python $(MIN_VENV)

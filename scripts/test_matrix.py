@@ -150,7 +150,7 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "edit by hand. Each cell installs the built wheel's `[dev]` extra with that Airflow minor's",
         "newest patch, that dbt-core minor's newest patch and the matching dbt-duckdb/dbt-postgres",
         "(see `requirements()`), and runs the minimum lane's suites (unit, cloud, hooks, assets, core,",
-        "operators — including one `dag.test()` of each example DAG). `make test` runs the newest",
+        "operators, task groups — including one `dag.test()` of each example DAG). `make test` runs the newest",
         "versions (uv.lock) and the floors (`make test-min`: Airflow 3.1.8, dbt-core 1.8.9) on every",
         "change; this matrix is run by hand.",
         "",
