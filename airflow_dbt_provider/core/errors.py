@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from airflow_dbt_provider.text import one_line, shorten
+
 if TYPE_CHECKING:
     from airflow_dbt_provider.core.results import DbtResult
 
@@ -63,10 +65,10 @@ class DbtCommandFailedError(DbtCoreError):
         failed = result.failed_nodes
         if not failed:
             reason = "; ".join(result.error_messages[-3:]) or "dbt reported failure without node results"
-            return f"dbt {result.command} failed: {_truncate(reason, cls.MAX_MESSAGE * 2)}"
+            return f"dbt {result.command} failed: {shorten(reason, cls.MAX_MESSAGE * 2)}"
         lines = [f"dbt {result.command} failed: {len(failed)} node(s) failed or errored:"]
         for node in failed[: cls.MAX_LISTED]:
-            message = _truncate(" ".join((node.message or "").split()), cls.MAX_MESSAGE)
+            message = shorten(one_line(node.message or ""), cls.MAX_MESSAGE)
             lines.append(f"  {node.unique_id} [{node.status}]: {message}")
         if len(failed) > cls.MAX_LISTED:
             lines.append(f"  ... and {len(failed) - cls.MAX_LISTED} more (see run_results.json)")
@@ -91,7 +93,3 @@ class DbtEmptySelectionError(DbtCoreError):
             f"against the project (DbtLsOperator with the same arguments lists what they match), or "
             f"set fail_on_empty_selection=False to let an empty selection succeed"
         )
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -18,6 +18,7 @@ from typing import Any
 import pendulum
 
 from airflow_dbt_provider.core.errors import DbtInvocationError
+from airflow_dbt_provider.text import one_line, shorten
 
 #: Node statuses that make a command fail (dbt's RunStatus/TestStatus/FreshnessStatus values).
 FAILED_STATUSES = frozenset({"error", "fail", "runtime error"})
@@ -140,7 +141,7 @@ class DbtResult:
             "nodes": len(self.nodes),
             "counts": self.counts,
             "failed_nodes": [
-                {"unique_id": n.unique_id, "status": n.status, "message": _short(n.message)}
+                {"unique_id": n.unique_id, "status": n.status, "message": _summary_message(n.message)}
                 for n in failed[:max_failed]
             ],
             "failed_nodes_truncated": max(0, len(failed) - max_failed),
@@ -213,8 +214,6 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if isinstance(parsed, datetime) else None
 
 
-def _short(message: str | None, limit: int = 300) -> str | None:
-    if message is None:
-        return None
-    flat = " ".join(message.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+def _summary_message(message: str | None) -> str | None:
+    """A failed node's message for the XCom summary: one line of at most 300 characters."""
+    return None if message is None else shorten(one_line(message), 300)
