@@ -2,7 +2,8 @@
 # The floors as a user installs them: a fresh venv with Airflow 3.1.8, dbt-core 1.8.9, dbt-duckdb 1.8.x
 # and only the built wheel added. Checks `uv pip check`, then runs two DAGs under `airflow dags test`
 # on Airflow's defaults: a DbtBuildOperator building the example project from a duckdb connection,
-# and a deferrable DbtCloudRunJobOperator against the dbt Cloud emulator.
+# a deferrable DbtCloudRunJobOperator against the dbt Cloud emulator, and the DbtTaskGroup example DAG
+# (example_dags/dbt_task_group_duckdb.py: single_build, node tasks rescheduled until the producer runs).
 #   bash scripts/floor_smoke.sh            (after `make wheel`; WORK=dir keeps the files there)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +54,8 @@ with DAG("floor_dbt_cloud", schedule=None, start_date=datetime(2026, 1, 1)):
         timeout=600,
     )
 EOF
+cp "$ROOT/example_dags/dbt_task_group_duckdb.py" "$AIRFLOW__CORE__DAGS_FOLDER/"
+export JAFFLE_SHOP_TASK_GROUP_DUCKDB_PATH=$WORK/task_group.duckdb
 "$VENV/bin/airflow" db migrate > "$WORK/db-migrate.log" 2>&1
 
 "$VENV/bin/dbt-cloud-emulator" --port 0 --cert-out "$WORK/ca.pem" --speed 20 > "$WORK/emulator.log" 2>&1 &
@@ -65,7 +68,7 @@ export AIRFLOW_CONN_DBT_CLOUD_API_DEFAULT="{\"conn_type\": \"dbt_cloud_api\", \"
 export AIRFLOW_CONN_WAREHOUSE="{\"conn_type\": \"duckdb\", \"host\": \"$WORK/warehouse.duckdb\", \"schema\": \"main\"}"
 
 status=0
-for dag in floor_dbt_build floor_dbt_cloud; do
+for dag in floor_dbt_build floor_dbt_cloud dbt_task_group_duckdb; do
 	"$VENV/bin/airflow" dags test "$dag" > "$WORK/$dag.log" 2>&1 || true
 	if grep -q "DagRun Finished: dag_id=$dag,.* state=success" "$WORK/$dag.log"; then
 		echo "$dag: success"
