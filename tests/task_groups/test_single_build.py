@@ -22,11 +22,11 @@ def test_single_build_reports_each_node_and_a_retry_builds_only_the_failed_one(t
     project = copy_project(tmp_path / "project")
     warehouse = tmp_path / "single.duckdb"
     add_guarded_test(project, warehouse)
-    errors: dict[str, list[str]] = {}
+    retried: set[str] = set()
 
     def release(context: Any) -> None:
         """Fix the data when a node task fails (the producer's own retry fails again)."""
-        errors.setdefault(context["ti"].task_id, []).append(str(context.get("exception")))
+        retried.add(context["ti"].task_id)
         if context["ti"].task_id == "jaffle.dbt_build":
             return
         with duckdb.connect(str(warehouse)) as con:
@@ -59,9 +59,11 @@ def test_single_build_reports_each_node_and_a_retry_builds_only_the_failed_one(t
     # The producer's build failed on the guard test, both tries; the node task failed with its message.
     assert result.try_number("jaffle.dbt_build") == 2
     assert result.state("jaffle.dbt_build") == "failed"
-    assert errors["jaffle.stg_orders"][0].startswith(f"dbt build (jaffle.dbt_build) failed {STG_ORDERS}")
-    assert GUARD_TEST in errors["jaffle.stg_orders"][0]
-    assert set(errors) <= {"jaffle.stg_orders", "jaffle.dbt_build"}
+    # (Errors from the run's failure listener: Airflow 3.1's dag.test() gives callbacks no exception.)
+    first_error = result.errors("jaffle.stg_orders")[0]
+    assert first_error.startswith(f"dbt build (jaffle.dbt_build) failed {STG_ORDERS}")
+    assert GUARD_TEST in first_error
+    assert retried <= {"jaffle.stg_orders", "jaffle.dbt_build"}
     # Nodes the build finished ended from their records, without running dbt.
     record = result.xcom("jaffle.stg_customers", "return_value")
     assert record["source"] == "jaffle.dbt_build"
