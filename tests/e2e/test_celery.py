@@ -142,7 +142,9 @@ def test_local_dbt_dag_runs_across_both_workers(
         assert list((home / ".dbt-provider-cache").rglob("partial_parse.msgpack")), home
 
 
-def test_task_group_single_build_spans_both_workers(airflow: AirflowApi) -> None:
+def test_task_group_single_build_spans_both_workers(
+    celery_deployment: CeleryDeployment, airflow: AirflowApi
+) -> None:
     dag_id = "celery_dbt_task_group"
     run_id = _run(airflow, dag_id, timeout=600)
     tis = {ti["task_id"]: ti for ti in airflow.task_instances(dag_id, run_id)}
@@ -168,6 +170,10 @@ def test_task_group_single_build_spans_both_workers(airflow: AirflowApi) -> None
         if "Pausing task as DEFERRED" in airflow.task_log_text(dag_id, run_id, f"jaffle_shop.{n}")
     ]
     assert deferred, "no node task deferred while the producer was building"
+    # Every worker rendered the group from a manifest it parsed and cached itself.
+    for name, worker in celery_deployment.workers.items():
+        cache = worker.airflow_home / ".dbt-provider-cache" / "task-groups" / "manifests"
+        assert list(cache.glob("*.json")), f"{name} has no rendered manifest of its own in {cache}"
 
 
 def test_retry_from_failure_retries_on_the_other_worker_with_only_what_failed(

@@ -198,7 +198,9 @@ class CeleryDeployment(AirflowDeployment):
                 return
             time.sleep(0.5)
         missing = sorted(set(self.workers) - ready)
-        raise DeploymentError(f"{self.name}: workers {missing} not ready within {timeout:.0f}s\n{self.log_tails()}")
+        raise DeploymentError(
+            f"{self.name}: workers {missing} not ready within {timeout:.0f}s\n{self.log_tails()}"
+        )
 
     def active_queues(self) -> dict[str, set[str]]:
         """The queues each worker consumes from right now, by worker name."""
@@ -241,5 +243,7 @@ class CeleryDeployment(AirflowDeployment):
         """Signal a running task's process; refuses pids that are not below one of our workers."""
         ours = {p.pid for name in self.workers for p in self.component(name).descendants()}
         if pid not in ours:
-            raise DeploymentError(f"pid {pid} is not a process of {self.name}'s Celery workers; not signalling it")
+            raise DeploymentError(
+                f"pid {pid} is not a process of {self.name}'s Celery workers; not signalling it"
+            )
         os.kill(pid, sig)

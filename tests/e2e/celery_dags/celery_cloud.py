@@ -28,7 +28,11 @@ def celery_cloud_operator_and_sensor() -> None:
         check_interval=1,
     )
     start = DbtCloudRunJobOperator(
-        task_id="start_job", queue="worker_a", dbt_cloud_conn_id=CONN_ID, job_id=JOB_ID, wait_for_termination=False
+        task_id="start_job",
+        queue="worker_a",
+        dbt_cloud_conn_id=CONN_ID,
+        job_id=JOB_ID,
+        wait_for_termination=False,
     )
     wait = DbtCloudRunSensor(
         task_id="wait_for_run",
