@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from support.airflow_api import AirflowApi
 from support.celery_deployment import CeleryDeployment
+from support.dbt_projects import TASK_GROUP_NODES
 from support.e2e_cloud import (
     cancel_calls,
     create_connection,
@@ -40,18 +41,7 @@ CELERY_DAGS = Path(__file__).resolve().parent / "celery_dags"
 WAREHOUSE_DB = "celery_warehouse"
 #: The emulator default world's job whose run stays in flight for 10 minutes at real-time speed.
 LONG = 40003
-JAFFLE_NODES = {
-    "raw_customers",
-    "raw_orders",
-    "raw_payments",
-    "stg_customers",
-    "stg_orders",
-    "stg_payments",
-    "orders",
-    "customers",
-    "customers_snapshot",
-    "relationships_orders_customer_id__customer_id__ref_customers_",
-}
+JAFFLE_NODES = TASK_GROUP_NODES
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +56,7 @@ def celery_deployment(
 ) -> Iterator[CeleryDeployment]:
     metadata = postgres_server.create_database("airflow_e2e_celery")
     warehouse = postgres_server.create_database(WAREHOUSE_DB)
-    connection = {
-        "conn_type": "postgres",
-        "host": postgres_server.host,
-        "port": postgres_server.port,
-        "login": postgres_server.user,
-        "password": postgres_server.password,
-        "schema": warehouse,
-    }
+    connection = postgres_server.airflow_connection(warehouse)
     deployment = CeleryDeployment(
         name="e2e-celery",
         home=tmp_path_factory.mktemp("airflow-e2e-celery"),

@@ -10,7 +10,6 @@ password and no persistence (no RDB snapshots, no AOF): a throwaway broker, gone
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import secrets
 import shutil
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from support.postgres import free_port
-from support.process_guard import record_started, signals_deferred
+from support.process_guard import record_started, signals_deferred, stop_group
 
 REDIS_SERVER = "/usr/bin/redis-server"
 
@@ -123,16 +122,9 @@ class RedisServer:
         return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc is not None:
             # SIGTERM is Redis's clean shutdown; with persistence off it writes nothing.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(timeout=10)
+            stop_group(self._proc, signal.SIGTERM, timeout=15)
         self._proc = None
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
