@@ -28,7 +28,12 @@ E2E_DIR = Path(__file__).resolve().parent
 E2E_DAGS = E2E_DIR / "dags"
 EXAMPLE_DAGS = E2E_DIR.parent.parent / "example_dags"
 #: Test modules that start their own deployment; they run before the shared one starts.
-OWN_DEPLOYMENT_MODULES = ("test_sqlite_smoke.py", "test_termination.py", "test_kill_on_defaults.py")
+OWN_DEPLOYMENT_MODULES = (
+    "test_sqlite_smoke.py",
+    "test_termination.py",
+    "test_kill_on_defaults.py",
+    "test_celery.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,22 +12,12 @@ from typing import Any
 
 import pytest
 from support.airflow_api import AirflowApi
+from support.dbt_projects import TASK_GROUP_NODES
 
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "dbt_task_group_duckdb"
-NODES = {
-    "raw_customers",
-    "raw_orders",
-    "raw_payments",
-    "stg_customers",
-    "stg_orders",
-    "stg_payments",
-    "orders",
-    "customers",
-    "customers_snapshot",
-    "relationships_orders_customer_id__customer_id__ref_customers_",
-}
+NODES = TASK_GROUP_NODES
 
 
 def test_single_build_group_runs_green_with_deferred_node_tasks(airflow: AirflowApi) -> None:

@@ -65,14 +65,7 @@ def test_on_kill_cancels_the_running_query(
 ) -> None:
     postgres_server.create_database(DATABASE)
     project = _project(tmp_path)
-    connection = {
-        "conn_type": "postgres",
-        "host": postgres_server.host,
-        "port": postgres_server.port,
-        "login": postgres_server.user,
-        "password": postgres_server.password,
-        "schema": DATABASE,
-    }
+    connection = postgres_server.airflow_connection(DATABASE)
     env = {**os.environ, "AIRFLOW_CONN_CANCEL_PG": json.dumps(connection)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH")]))
     # The task process starts with SIGINT ignored, as a worker started in the background by a

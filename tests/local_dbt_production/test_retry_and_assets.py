@@ -119,14 +119,7 @@ def test_asset_events_for_built_models_with_postgres_uris(
     from sqlalchemy import select
 
     database = postgres_server.create_database("dbt_assets")
-    connection = {
-        "conn_type": "postgres",
-        "host": postgres_server.host,
-        "port": postgres_server.port,
-        "login": postgres_server.user,
-        "password": postgres_server.password,
-        "schema": database,
-    }
+    connection = postgres_server.airflow_connection(database)
     monkeypatch.setenv("AIRFLOW_CONN_ASSETS_PG", json.dumps(connection))
     project = _postgres_project(tmp_path)
     with DAG("dbt_asset_events", schedule=None, start_date=datetime(2024, 1, 1)) as dag:

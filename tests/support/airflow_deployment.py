@@ -477,17 +477,30 @@ class AirflowDeployment:
             self.airflow_cli("db", "migrate")
             for name in COMPONENTS:
                 self.start_component(name)
+            self.start_extra_components()
             self.wait_healthy(timeout=timeout)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def start_component(self, name: str, *, alias: str | None = None, args: Sequence[str] = ()) -> Component:
+    def start_extra_components(self) -> None:
+        """Hook for subclasses: start more components (e.g. Celery workers) before the health wait."""
+
+    def start_component(
+        self,
+        name: str,
+        *,
+        alias: str | None = None,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> Component:
         """Start ``airflow <name> [args]`` as component ``alias`` (default ``name``).
 
         An alias lets a test run a second instance, e.g. ``start_component("triggerer",
         alias="triggerer-2")`` to have a healthy triggerer take over a paused one's triggers.
+        ``env`` is laid over the deployment's environment for this component only (e.g. a
+        Celery worker's own home and temporary directory, as on a machine of its own).
         """
         key = alias or name
         argv = [airflow_executable(), name, *args]
@@ -495,7 +508,8 @@ class AirflowDeployment:
             argv += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
         component = self.components.get(key)
         if component is None:
-            component = Component(key, argv, self.environment(), self.logs_folder / f"{key}.log")
+            environment = {**self.environment(), **(env or {})}
+            component = Component(key, argv, environment, self.logs_folder / f"{key}.log")
             self.components[key] = component
         component.start()
         return component

@@ -26,6 +26,22 @@ PROJECT_NAME = "jaffle_shop"
 BUILD_NODES = 22
 SEED_NODES = 3
 MODEL_NODES = 5
+#: The example project's nodes as a DbtTaskGroup renders them: one task per seed, model, snapshot
+#: and multi-parent test (single-parent tests run with their node).
+TASK_GROUP_NODES = frozenset(
+    {
+        "raw_customers",
+        "raw_orders",
+        "raw_payments",
+        "stg_customers",
+        "stg_orders",
+        "stg_payments",
+        "orders",
+        "customers",
+        "customers_snapshot",
+        "relationships_orders_customer_id__customer_id__ref_customers_",
+    }
+)
 
 
 def copy_project(destination: Path) -> Path:

@@ -21,6 +21,7 @@ import psutil
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator, RecordedRequest
 from support.airflow_api import AirflowApi
 from support.airflow_deployment import AirflowDeployment
+from support.celery_deployment import CeleryDeployment
 
 #: The connection the scenario DAGs use (``tests/e2e/dags/e2e_cloud_scenarios.py``).
 CONN_ID = "dbt_cloud_e2e_scenarios"
@@ -116,8 +117,11 @@ def busy_workers(deployment: AirflowDeployment) -> list[str]:
     """Titles of the LocalExecutor workers still running a workload (idle ones end in ``<idle>``).
 
     The LocalExecutor names each worker process after its workload while it runs it and resets
-    the title to ``... <idle>`` only after it has queued the result for the scheduler.
+    the title to ``... <idle>`` only after it has queued the result for the scheduler. On a
+    :class:`CeleryDeployment`, the Celery tasks its workers run or hold (Celery's ``inspect``).
     """
+    if isinstance(deployment, CeleryDeployment):
+        return deployment.busy_workers()
     titles = []
     for proc in deployment.component("scheduler").descendants():
         with contextlib.suppress(psutil.Error):
@@ -223,16 +227,22 @@ CANCEL_WITHIN_S = 30.0
 KILL_REPEAT = int(os.environ.get("ADP_KILL_REPEAT", "1"))
 
 
-def kill_deferred_task(deployment: AirflowDeployment, emulator: DbtCloudEmulator, action: str) -> float:
+def kill_deferred_task(
+    deployment: AirflowDeployment,
+    emulator: DbtCloudEmulator,
+    action: str,
+    *,
+    dag_id: str = "e2e_cloud_deferred_job",
+) -> float:
     """Kill a deferred run's task with ``action``; check the run is cancelled and what follows.
 
     ``mark_failed``/``mark_success`` leave the task in that state; ``clear`` starts a new try that
     triggers exactly one fresh run (which nothing cancels) and succeeds with it. Works on the
     emulator's request log filtered by this DAG run and its runs, so calls may repeat without a
-    reset. Returns the seconds from the action to the confirmed cancel.
+    reset. ``dag_id`` names a DAG shaped like ``e2e_cloud_deferred_job`` (one deferrable
+    ``run_job`` task, job from the conf). Returns the seconds from the action to the confirmed cancel.
     """
     api = deployment.api()
-    dag_id = "e2e_cloud_deferred_job"
     api.wait_for_dag(dag_id)
     run_id = api.trigger_dag_run(dag_id, conf={"job_id": LONG_JOB})
     job_run = deferred_and_watched(api, emulator, dag_id, run_id)

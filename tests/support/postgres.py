@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from support.process_guard import record_started, signals_deferred
+from support.process_guard import record_started, signals_deferred, stop_group
 
 
 def find_bindir() -> Path:
@@ -185,21 +185,24 @@ class PostgresServer:
         self.execute(f'create database "{name}"')
         return name
 
+    def airflow_connection(self, dbname: str) -> dict[str, object]:
+        """An Airflow ``postgres`` connection to ``dbname`` (for ``AIRFLOW_CONN_*``; has the password)."""
+        return {
+            "conn_type": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "login": self.user,
+            "password": self.password,
+            "schema": dbname,
+        }
+
     def uri(self, dbname: str = "postgres", scheme: str = "postgresql") -> str:
         """A connection URI (contains the password: never log it)."""
         return f"{scheme}://{self.user}:{self.password}@{self.host}:{self.port}/{dbname}"
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            # SIGINT is PostgreSQL's "fast shutdown". Signal the whole process group: runuser does
-            # not forward SIGINT to the server it started.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGINT)
-            try:
-                self._proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait(timeout=10)
+        if self._proc is not None:
+            stop_group(self._proc, signal.SIGINT, timeout=30)  # SIGINT: PostgreSQL's "fast shutdown"
         self._proc = None
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)

@@ -26,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -177,6 +178,23 @@ def record_started(name: str, pid: int) -> StartedProcess | None:
             with open(path, "a") as record:
                 record.write(entry.to_json() + "\n")
     return entry
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int, *, timeout: float) -> None:
+    """Signal a server we started in its own session (its whole group), SIGKILL after ``timeout`` s.
+
+    The group, not the pid: ``runuser`` (PostgreSQL as root) does not forward signals to its child.
+    """
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def record_service(name: str, running: Callable[[], bool]) -> None:
