@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_dbt_provider.logs import Logger
-from airflow_dbt_provider.object_storage.locations import join, open_location, shown
+from airflow_dbt_provider.object_storage.locations import join, make_parent_dirs, open_location, shown
 
 
 class ArtifactsUpload:
@@ -64,8 +64,10 @@ class ArtifactsUpload:
         started = time.monotonic()
         try:
             fs = self.destination.fs
-            fs.makedirs(str(self.destination.path), exist_ok=True)
-            fs.put([str(p) for p in files], [join(self.destination, n) for n in names])
+            remote = [join(self.destination, n) for n in names]
+            for path in remote:
+                make_parent_dirs(fs, path)
+            fs.put([str(p) for p in files], remote)
         except Exception as exc:
             self._log.error(
                 "artifacts_dir %s: could not upload %s (%s: %s); they are lost for this try (the "
@@ -101,6 +103,7 @@ class ObjectStorageStateFiles:
             return None
 
     def write(self, name: str, text: str) -> None:
+        make_parent_dirs(self.location.fs, join(self.location, name))
         (self.location / name).write_text(text)
 
     def remove(self, name: str) -> None:

@@ -60,11 +60,19 @@ def open_location(url: str, parameter: str) -> Any:
     from airflow.sdk import ObjectStoragePath
 
     where = f"{parameter}={shown(url)!r}"
+    scheme = url.split("://", 1)[0].lower()
+    if ":" in urllib.parse.urlsplit(url).netloc.rpartition("@")[0]:
+        # Refused before Airflow sees it: its filesystems would log the whole user part.
+        raise ObjectStorageError(
+            f"{where} has a password in its user part; the part before '@' names an Airflow "
+            f"connection ({scheme}://conn_id@bucket/path): keep the credentials in that connection"
+        )
     try:
         path = ObjectStoragePath(url)
-    except Exception as exc:  # upath refuses what it cannot parse
+    except Exception as exc:  # upath refuses what it cannot parse, or a scheme fsspec never heard of
+        if "Unsupported filesystem" in str(exc):
+            raise ObjectStorageError(f"{where}: {_missing_backend(scheme)}") from None
         raise ObjectStorageError(f"{where} is not a URL Airflow's ObjectStoragePath accepts: {exc}") from None
-    scheme = str(path.protocol or "file")
     if path.conn_id:
         _check_connection(str(path.conn_id), scheme, where)
     try:
@@ -116,3 +124,14 @@ def _check_connection(conn_id: str, scheme: str, where: str) -> None:
 def join(base: Any, relative: str) -> str:
     """The fsspec path of ``relative`` (``a/b.sql``) under the location ``base``."""
     return f"{str(base.path).rstrip('/')}/{relative}"
+
+
+def make_parent_dirs(fs: Any, path: str) -> None:
+    """Create ``path``'s parent directory where the backend has directories (``file://``).
+
+    Only there: object stores have none, and e.g. s3fs's ``makedirs`` would *create the bucket*
+    when it is missing — a typo in a URL must fail, not create storage.
+    """
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if "file" in protocols or "local" in protocols:
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -27,7 +27,13 @@ from typing import Any
 from airflow_dbt_provider.compat import conf
 from airflow_dbt_provider.core.parse_cache import PARTIAL_PARSE_FILE
 from airflow_dbt_provider.logs import Logger
-from airflow_dbt_provider.object_storage.locations import ObjectStorageError, join, open_location, shown
+from airflow_dbt_provider.object_storage.locations import (
+    ObjectStorageError,
+    join,
+    make_parent_dirs,
+    open_location,
+    shown,
+)
 
 #: The Airflow config option that turns the cache on.
 SECTION, OPTION = "dbt_provider", "parse_cache_url"
@@ -80,6 +86,7 @@ class ObjectStorageParseCache:
     def upload(self, key: str, source: Path) -> None:
         started = time.monotonic()
         try:
+            make_parent_dirs(self.location.fs, self._remote(key))
             self.location.fs.put_file(str(source), self._remote(key))
         except Exception as exc:
             self._warn("upload", key, exc)

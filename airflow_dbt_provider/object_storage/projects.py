@@ -118,6 +118,7 @@ def _listing(source: Any, url: str) -> dict[str, tuple[int, str]]:
     """``{relative key: (size, version tag)}`` of the project's files, from one listing."""
     root = str(source.path).rstrip("/")
     try:
+        source.fs.invalidate_cache(root)  # a listing cached earlier in this process may be stale
         found = source.fs.find(root, detail=True)
     except (FileNotFoundError, NotADirectoryError):
         found = {}

@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ from typing import Any
 #: The access key pair moto accepts (any pair works; these are what the connection holds).
 ACCESS_KEY, SECRET_KEY = "adp-test-access-key", "adp-test-secret-key-0123456789"
 REGION = "us-east-1"
+#: The Airflow connection id the tests' URLs name (``s3://adp_s3@bucket/...``).
+CONN_ID = "adp_s3"
 _RECORD_PATH = "/_requests"
 
 
@@ -120,6 +124,12 @@ class S3Server:
         finally:
             seen.extend(self.requests()[before:])
 
+    def new_bucket(self) -> Bucket:
+        """A bucket of its own for one test."""
+        name = f"adp-{uuid.uuid4().hex[:16]}"
+        self.client().create_bucket(Bucket=name)
+        return Bucket(self, name)
+
     def client(self) -> Any:
         """A boto3 S3 client on this server (for a test's own setup and checks)."""
         import boto3
@@ -161,6 +171,37 @@ class S3Server:
         return found
 
 
+@dataclass
+class Bucket:
+    """One test's bucket, and URLs into it through the connection :data:`CONN_ID`."""
+
+    server: S3Server
+    name: str
+
+    def url(self, prefix: str) -> str:
+        return f"s3://{CONN_ID}@{self.name}/{prefix.strip('/')}"
+
+    def connection_env(self) -> tuple[str, str]:
+        """``(name, value)`` of the environment variable that defines the connection."""
+        return f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(self.server.connection())
+
+    def upload(self, local: Path, prefix: str) -> list[str]:
+        return self.server.upload_tree(local, self.name, prefix)
+
+    def objects(self, prefix: str = "") -> dict[str, bytes]:
+        return self.server.objects(self.name, prefix)
+
+
+def self_contained_project(destination: Path) -> Path:
+    """The example project with its ``local:`` package installed in ``dbt_packages`` — what a
+    deployment uploads after ``dbt deps`` (a ``../`` package would not be on object storage)."""
+    from support.dbt_projects import EXAMPLES, copy_project
+
+    project = copy_project(destination)
+    shutil.copytree(EXAMPLES / "jaffle_utils", project / "dbt_packages" / "jaffle_utils")
+    return project
+
+
 def _recording_app(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     """Wrap moto's WSGI app: record each request; answer ``GET /_requests`` with the record."""
     record: list[tuple[str, str, str]] = []
@@ -194,3 +235,9 @@ def _serve(host: str) -> None:
 
 if __name__ == "__main__":
     _serve(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1")
+
+
+def s3_server_fixture() -> Iterator[S3Server]:
+    """The body of the session fixture ``s3_server`` (tests/object_storage/conftest.py)."""
+    with S3Server() as server:
+        yield server
