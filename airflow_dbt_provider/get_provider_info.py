@@ -174,6 +174,26 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "extra-links": ["airflow_dbt_provider.links.dbt_cloud.DbtCloudRunLink"],
         "connection-types": [DBT_CLOUD_CONNECTION, DBT_TARGET_CONNECTION],
+        # Deployment-wide settings (`airflow config list` shows them); see docs/scale_out.md.
+        "config": {
+            "dbt_provider": {
+                "description": "dbt Core tasks on workers that share no disk.",
+                "options": {
+                    "parse_cache_url": {
+                        "description": (
+                            "Object-storage URL (Airflow ObjectStoragePath, e.g. "
+                            "s3://aws_conn@bucket/dbt-parse-cache) where workers share dbt's "
+                            "partial-parse files, so a cold worker starts warm. Every worker must use "
+                            "the same cache root (AIRFLOW_DBT_PROVIDER_CACHE_DIR) path. Empty: off."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "s3://aws_default@my-bucket/dbt-parse-cache",
+                        "default": "",
+                    }
+                },
+            }
+        },
         # dbt:// Asset URIs for relations whose host is unknown (see airflow_dbt_provider/assets.py).
         "asset-uris": [
             {

@@ -7,8 +7,10 @@ from typing import Any, Protocol
 
 
 class Logger(Protocol):
-    """``info`` and ``warning`` with %-style arguments."""
+    """``info``, ``warning`` and ``error`` with %-style arguments."""
 
     def info(self, msg: Any, /, *args: Any) -> Any: ...
 
     def warning(self, msg: Any, /, *args: Any) -> Any: ...
+
+    def error(self, msg: Any, /, *args: Any) -> Any: ...

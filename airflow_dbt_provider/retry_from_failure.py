@@ -4,7 +4,8 @@ A failed try keeps the part of its ``run_results.json`` that ``dbt retry`` reads
 (:mod:`airflow_dbt_provider.core.retry_state`) in the task state store; the next try writes it back
 into a ``--state`` directory and runs ``dbt retry`` instead of the full command. A try that
 succeeds forgets it. Without a store (Airflow < 3.3) the state lives in ``artifacts_dir`` when it
-is set; with neither, or when the store fails, every try runs the full command
+is set (a local directory or an object-storage URL, which every worker reaches); with neither,
+or when the store fails, every try runs the full command
 (:mod:`airflow_dbt_provider.task_state` says so in the task log).
 """
 
@@ -26,6 +27,8 @@ from airflow_dbt_provider.core.retry_state import (
     write_run_results,
 )
 from airflow_dbt_provider.logs import Logger
+from airflow_dbt_provider.object_storage import is_url
+from airflow_dbt_provider.object_storage.artifacts import ObjectStorageStateFiles
 from airflow_dbt_provider.task_state import TaskStateStore, has_task_state_store
 
 #: What a try does when the task state store is absent or fails.
@@ -48,7 +51,8 @@ class RetryFromFailure:
         if artifacts_dir and not has_task_state_store():
             ti = context["ti"]
             owner = json.dumps([ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)])
-            fallback = ArtifactsDirStore(artifacts_dir, owner)
+            files = ObjectStorageStateFiles(str(artifacts_dir)) if is_url(artifacts_dir) else artifacts_dir
+            fallback = ArtifactsDirStore(files, owner)
             log.info(
                 "Airflow %s has no task state store (3.3 adds it): retry_from_failure keeps its "
                 "state in artifacts_dir %s, which every try of this task must reach",

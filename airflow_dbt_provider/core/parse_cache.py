@@ -10,10 +10,17 @@ The key covers what dbt's own partial-parse check cannot see or that must match 
 project's resolved path (parsed nodes remember their root path, e.g. to load seed files), its
 ``dbt_project.yml``, the profile and target, ``--vars``, and the dbt and adapter versions. dbt
 still checks every file's checksum, so a changed model only re-parses that model.
+
+A :class:`RemoteParseCache` (e.g. the Airflow side's object-storage cache) extends the local one
+across machines: a miss here is looked up there before dbt parses in full, and a fresh parse is
+published there too. Because the key holds the project's path, a remote entry only helps a worker
+that runs the project at the same path (a project fetched from object storage lands at the same
+content-addressed path under every worker's cache root, when that root is the same path).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,7 +29,7 @@ import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 CACHE_DIR_ENV = "AIRFLOW_DBT_PROVIDER_CACHE_DIR"
@@ -65,11 +72,22 @@ def cache_key(
     return hashlib.sha256(encoded).hexdigest()[:32]
 
 
-class ParseCache:
-    """Partial-parse files by key under one directory."""
+class RemoteParseCache(Protocol):
+    """Partial-parse files shared beyond this machine; neither method may raise."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def download(self, key: str, destination: Path) -> bool:
+        """Write the entry for ``key`` to the file ``destination``; return whether there was one."""
+
+    def upload(self, key: str, source: Path) -> None:
+        """Publish the file ``source`` as the entry for ``key``."""
+
+
+class ParseCache:
+    """Partial-parse files by key under one directory, optionally backed by a remote cache."""
+
+    def __init__(self, root: Path | None = None, remote: RemoteParseCache | None = None) -> None:
         self.root = Path(root) if root is not None else default_cache_dir()
+        self.remote = remote
 
     def path_for(self, key: str) -> Path:
         """Where the cached file for ``key`` lives."""
@@ -78,7 +96,7 @@ class ParseCache:
     def restore(self, key: str, target_path: Path) -> bool:
         """Copy the cached file into ``target_path``; return whether there was one."""
         source = self.path_for(key)
-        if not source.is_file():
+        if not source.is_file() and not self._download(key, source):
             return False
         target_path.mkdir(parents=True, exist_ok=True)
         try:
@@ -102,6 +120,30 @@ class ParseCache:
             _atomic_copy(source, destination)
         except OSError:
             return False
+        if self.remote is not None:
+            with contextlib.suppress(Exception):  # as above: never fail a run
+                self.remote.upload(key, destination)
+        return True
+
+    def _download(self, key: str, destination: Path) -> bool:
+        """Fill the local entry for ``key`` from the remote cache (through a temporary file)."""
+        if self.remote is None:
+            return False
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+        except OSError:
+            return False
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if not self.remote.download(key, tmp):
+                return False
+            os.replace(tmp, destination)
+        except Exception:  # the protocol says it never raises; a cache must never fail a run anyway
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
         return True
 
 

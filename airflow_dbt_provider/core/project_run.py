@@ -90,7 +90,8 @@ class RunnerOptions(TypedDict, total=False):
       :func:`~airflow_dbt_provider.core.parse_cache.default_cache_dir`.
     * ``install_deps``: run ``dbt deps`` first when the project declares packages that are not
       installed, into a cached mirror of the project (the project directory is never written).
-    * ``artifacts_dir``: when set, each invocation's artifacts and ``dbt.log`` are copied here.
+    * ``artifacts_dir``: when set, each invocation's artifacts and ``dbt.log`` are copied here,
+      also when the invocation raised (was killed, timed out).
     * ``send_anonymous_usage_stats``: opt in to dbt's anonymous usage tracking (off by default).
     """
 
@@ -196,7 +197,11 @@ class ProjectRunner(abc.ABC):
             request = Request(command, argv, overrides, capture, started=time.monotonic())
             project_dir = self._project_for_run(command)
             with invocation_dir() as invocation:
-                result = self._execute(request, project_dir, invocation)
+                try:
+                    result = self._execute(request, project_dir, invocation)
+                except BaseException:
+                    self._keep_what_was_written(invocation)
+                    raise
                 result = flag_empty_selection(result, self.events, self.logger)
                 captured = invocation.read(capture)
         return dataclasses.replace(result, captured=captured) if captured else result
@@ -246,6 +251,16 @@ class ProjectRunner(abc.ABC):
                 )
             self._effective_project = project
         return self._effective_project
+
+    def _keep_what_was_written(self, invocation: Invocation) -> None:
+        """Keep what an invocation that raised (killed, timed out, dbt error) wrote so far.
+
+        A killed or timed-out task's ``dbt.log`` says what dbt was doing when it was stopped, and
+        dbt writes ``run_results.json`` for the nodes finished before an interrupt; both would go
+        with the invocation's directory. Best effort: the exception in flight is what matters.
+        """
+        with contextlib.suppress(OSError):
+            self._keep_artifacts(invocation)
 
     def _keep_artifacts(self, invocation: Invocation) -> dict[str, Path]:
         """Copy artifacts to ``artifacts_dir`` when asked; return where they are kept."""

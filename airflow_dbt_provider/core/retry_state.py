@@ -11,7 +11,8 @@ back as a ``run_results.json`` for ``dbt retry --state``.
 
 Airflow before 3.3 has no task state store; there :class:`ArtifactsDirStore` keeps the same state
 as a file in the operator's ``artifacts_dir`` — which the user points at storage every try of the
-task reaches (the same worker, or a shared volume) — tagged with the task instance it belongs to.
+task reaches (the same worker, a shared volume, or an object-storage URL) — tagged with the task
+instance it belongs to.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 #: The key the operators use in the task state store.
 STATE_KEY = "dbt_retry_from_failure"
@@ -86,26 +87,69 @@ def _compact(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class StateFiles(Protocol):
+    """Where :class:`ArtifactsDirStore` keeps its files: a local directory, or object storage
+    (the Airflow side's ``ObjectStorageStateFiles``, for an ``artifacts_dir`` URL)."""
+
+    def read(self, name: str) -> str | None:
+        """The file's text, or ``None`` when there is no such file."""
+
+    def write(self, name: str, text: str) -> None:
+        """Replace the file's content as a whole (a reader never sees half of it)."""
+
+    def remove(self, name: str) -> None:
+        """Delete the file; no error when it is absent."""
+
+
+class LocalStateFiles:
+    """:class:`StateFiles` in a local directory; writes go through a temporary file and a rename."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def read(self, name: str) -> str | None:
+        try:
+            return (self.directory / name).read_text()
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, text: str) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f"{name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, self.directory / name)
+
+    def remove(self, name: str) -> None:
+        (self.directory / name).unlink(missing_ok=True)
+
+
 class ArtifactsDirStore:
     """The task state store's ``get``/``set``/``delete`` on a file in ``artifacts_dir``.
 
     Why the owner tag: ``artifacts_dir`` is often one fixed path for every run of a DAG, so the
     file names the task instance (dag, run, task, map index) it was written for, and another task
-    instance reads nothing from it. Writes are atomic (a rename), so a killed try leaves either the
-    old state or the new one.
+    instance reads nothing from it. Writes replace the file as a whole (a rename locally, one PUT
+    on object storage), so a killed try leaves either the old state or the new one.
+
+    :param directory: the local ``artifacts_dir``, or the :class:`StateFiles` to keep the file in.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], owner: str) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | os.PathLike[str] | StateFiles, owner: str) -> None:
+        self.files: StateFiles = (
+            LocalStateFiles(directory) if isinstance(directory, (str, os.PathLike)) else directory
+        )
         self.owner = owner
 
-    def _path(self, key: str) -> Path:
-        return self.directory / f".{key}.json"
+    @staticmethod
+    def _name(key: str) -> str:
+        return f".{key}.json"
 
     def get(self, key: str) -> Any:
         """The stored value, or ``None`` when absent, unreadable, or another task instance's."""
         try:
-            data = json.loads(self._path(key).read_text())
+            text = self.files.read(self._name(key))
+            data = json.loads(text) if text is not None else None
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("owner") != self.owner:
@@ -113,13 +157,9 @@ class ArtifactsDirStore:
         return data.get("value")
 
     def set(self, key: str, value: Any) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"owner": self.owner, "value": value}, handle)
-        os.replace(tmp, self._path(key))
+        self.files.write(self._name(key), json.dumps({"owner": self.owner, "value": value}))
 
     def delete(self, key: str) -> None:
         """Forget this task instance's value (another task instance's file is left alone)."""
         if self.get(key) is not None:
-            self._path(key).unlink(missing_ok=True)
+            self.files.remove(self._name(key))

@@ -38,7 +38,7 @@ from airflow_dbt_provider.core.isolation import (
     process_state,
     release_adapters,
 )
-from airflow_dbt_provider.core.parse_cache import PARTIAL_PARSE_FILE, ParseCache, cache_key
+from airflow_dbt_provider.core.parse_cache import PARTIAL_PARSE_FILE, ParseCache, RemoteParseCache, cache_key
 from airflow_dbt_provider.core.project_run import (
     RUNS_SELECTED_NODES,
     SELECTING_COMMANDS,
@@ -65,6 +65,8 @@ class DbtRunner(ProjectRunner):
 
     :param project_dir: the dbt project (the directory holding ``dbt_project.yml``).
     :param parse_cache: keep ``partial_parse.msgpack`` across processes.
+    :param remote_parse_cache: share it beyond this machine too (looked up on a local miss,
+        published after a parse), e.g. the Airflow side's object-storage cache.
     :param reuse_manifest: parse once and reuse the ``Manifest`` for later invocations.
     :param options: the options both runners share, see
         :class:`~airflow_dbt_provider.core.project_run.RunnerOptions` (``profiles_dir``, ``target``,
@@ -79,13 +81,14 @@ class DbtRunner(ProjectRunner):
         project_dir: str | os.PathLike[str],
         *,
         parse_cache: bool = True,
+        remote_parse_cache: RemoteParseCache | None = None,
         reuse_manifest: bool = True,
         callbacks: Sequence[Any] = (),
         **options: Unpack[RunnerOptions],
     ) -> None:
         super().__init__(project_dir, **options)
         self.callbacks = list(callbacks)
-        self.cache = ParseCache(self.cache_root)
+        self.cache = ParseCache(self.cache_root, remote=remote_parse_cache)
         self.parse_cache = parse_cache
         self.reuse_manifest = reuse_manifest
         self._manifest: Any = None

@@ -33,6 +33,8 @@ from airflow_dbt_provider.core.retry_state import (
 from airflow_dbt_provider.core.runner import RUNS_SELECTED_NODES, SELECTING_COMMANDS
 from airflow_dbt_provider.core.subprocess_runner import SubprocessDbtRunner
 from airflow_dbt_provider.lineage import openlineage_enabled
+from airflow_dbt_provider.object_storage import is_url
+from airflow_dbt_provider.object_storage.task_storage import TaskStorage, task_storage
 from airflow_dbt_provider.profiles.task_profile import task_profile, warehouse_address
 from airflow_dbt_provider.retry_from_failure import RetryFromFailure
 
@@ -62,7 +64,9 @@ class DbtOperator(BaseOperator):
 
     :param command: the dbt command with any extra CLI args (``"source freshness"``,
         ``"run --empty"``, or a list of words).
-    :param project_dir: the dbt project directory (templated).
+    :param project_dir: the dbt project directory, or an object-storage URL of it (templated),
+        e.g. ``s3://aws_conn@bucket/jaffle_shop``: each worker fetches a version once into its
+        cache root and runs it there (``docs/scale_out.md``).
     :param profiles_dir: directory holding ``profiles.yml`` (templated); default: the project
         directory when it has one, else ``~/.dbt``. Not needed with ``profile_conn_id``.
     :param target: the profile target (templated).
@@ -83,7 +87,8 @@ class DbtOperator(BaseOperator):
     :param push_artifacts: artifact files to push to XCom under their stem
         (``run_results.json`` → key ``run_results``); large ones are gzip+base64 encoded.
     :param artifacts_dir: keep the artifacts and ``dbt.log`` in this directory (templated), e.g.
-        for a later :class:`DbtRetryOperator` or :class:`DbtCloneOperator` ``state``.
+        for a later :class:`DbtRetryOperator` or :class:`DbtCloneOperator` ``state``; or at an
+        object-storage URL, uploaded when the task ends (success, failure, timeout or kill).
     :param parse_cache: keep dbt's partial-parse file across tasks.
     :param dbt_executable: run dbt as a child process with this executable (templated), e.g. the
         ``dbt`` of another virtualenv when dbt's dependencies conflict with Airflow's. Results,
@@ -177,6 +182,7 @@ class DbtOperator(BaseOperator):
         self.asset_alias = asset_alias
         self.fail_on_empty_selection = fail_on_empty_selection
         self._runner: DbtRunner | SubprocessDbtRunner | None = None
+        self._storage: TaskStorage | None = None
         self._lineage_artifacts: dict[str, bytes] = {}
         self._check_arguments()
 
@@ -190,6 +196,11 @@ class DbtOperator(BaseOperator):
             )
         if self.profile_conn_id and self.profiles_dir:
             raise ValueError("Pass either profile_conn_id or profiles_dir, not both")
+        if is_url(self.profiles_dir):
+            raise ValueError(
+                f"profiles_dir={self.profiles_dir!r}: profiles_dir must be a local directory; with the "
+                "project on object storage, keep profiles.yml in the project or use profile_conn_id"
+            )
         if isinstance(self.command, str) and "{{" in self.command:
             return  # rendered at run time; checked then
         command = self._command_name()
@@ -231,7 +242,24 @@ class DbtOperator(BaseOperator):
     # -- execution -------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Run the command; return the summary, or raise naming what failed."""
+        """Run the command; return the summary, or raise naming what failed.
+
+        URLs in ``project_dir``/``artifacts_dir`` become local paths first
+        (:mod:`airflow_dbt_provider.object_storage`); artifacts go up when the task ends.
+        """
+        with task_storage(
+            project_dir=self.project_dir,
+            artifacts_dir=self.artifacts_dir,
+            log=self.log,
+            shared_parse_cache=self.parse_cache and not self.dbt_executable,
+        ) as storage:
+            self._storage = storage
+            try:
+                return self._execute_in(storage, context)
+            finally:
+                self._storage = None
+
+    def _execute_in(self, storage: TaskStorage, context: Context) -> dict[str, Any]:
         args, params = self.dbt_args(), self.dbt_params()
         retry = RetryFromFailure(context, self.log, self.artifacts_dir) if self.retry_from_failure else None
         if retry is not None and not retry.available:
@@ -243,7 +271,7 @@ class DbtOperator(BaseOperator):
             capture += ["run_results.json", "manifest.json"]
         with (
             task_profile(
-                project_dir=self.project_dir,
+                project_dir=storage.project_dir,
                 profiles_dir=self.profiles_dir,
                 target=self.target,
                 profile_conn_id=self.profile_conn_id,
@@ -285,6 +313,7 @@ class DbtOperator(BaseOperator):
     def _make_runner(
         self, profiles_dir: str | None, target: str | None, profile_env: dict[str, str]
     ) -> DbtRunner | SubprocessDbtRunner:
+        storage = self._storage or TaskStorage(self.project_dir, self.artifacts_dir)
         common: dict[str, Any] = {
             "profiles_dir": profiles_dir,
             "target": target,
@@ -293,11 +322,16 @@ class DbtOperator(BaseOperator):
             "secrets": list(profile_env.values()),
             "logger": logging.getLogger(DBT_LOGGER),
             "install_deps": self.install_deps,
-            "artifacts_dir": self.artifacts_dir,
+            "artifacts_dir": storage.artifacts_dir,
         }
         if self.dbt_executable:
-            return SubprocessDbtRunner(self.dbt_executable, self.project_dir, **common)
-        return DbtRunner(self.project_dir, parse_cache=self.parse_cache, **common)
+            return SubprocessDbtRunner(self.dbt_executable, storage.project_dir, **common)
+        return DbtRunner(
+            storage.project_dir,
+            parse_cache=self.parse_cache,
+            remote_parse_cache=storage.remote_parse_cache,
+            **common,
+        )
 
     # -- assets ------------------------------------------------------------------------------------
 
