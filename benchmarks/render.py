@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from benchmarks import render_task_groups
 from benchmarks.paths import BENCHMARKS_MD, REPO, RESULTS_DIR
 from benchmarks.stats import Summary, ratio
 
@@ -55,7 +56,9 @@ def render(results: dict[str, Any], results_path: Path, plot: Path | None) -> st
         ("local_dbt", "Local dbt task overhead", _local),
         ("triggers", "Triggerer scale", lambda section: _triggers(section, plot)),
         ("api", "API efficiency", _api),
-    )
+        ("task_group_deploy", "A dbt project as tasks, end to end on a deployment",
+         lambda section: render_task_groups.render_section(section, str(results.get("command", "?")))),
+    )  # fmt: skip
     for key, title, render_section in sections:
         section = results.get(key)
         if section is None:
@@ -252,6 +255,9 @@ def behind(results: dict[str, Any]) -> list[str]:
                 f"triggers N={case['n']} {case['scenario']}: max stall {stall['median']:.0f} ms "
                 "(target < 50 ms)"
             )
+    deploy = results.get("task_group_deploy")
+    if deploy and "error" not in deploy:
+        found += render_task_groups.behind(deploy)
     return found
 
 

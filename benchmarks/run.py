@@ -28,11 +28,13 @@ from benchmarks.local_dbt import ARMS, COMMANDS, Harness, run_local_benchmark
 from benchmarks.machine import git_commit, machine_info
 from benchmarks.paths import BENCH_DIR, BENCHMARKS_MD, PLOT_PNG, PROJECTS_DIR, REPO, RESULTS_DIR, WORK_DIR
 from benchmarks.render import render
+from benchmarks.task_group_deploy import run_deploy_benchmark
 from benchmarks.trigger_scale import run_trigger_benchmark
 
-BENCHMARKS = ("local", "triggers", "api")
-FULL = {"local_sizes": [10, 500], "trigger_sizes": [100, 500, 1000], "runs": 5, "runs_largest": 3}
-SMOKE = {"local_sizes": [10], "trigger_sizes": [100], "runs": 1, "runs_largest": 1}
+BENCHMARKS = ("local", "triggers", "api", "task_group_deploy")
+FULL = {"local_sizes": [10, 500], "trigger_sizes": [100, 500, 1000], "runs": 5, "runs_largest": 3,
+        "deploy_models": 100}  # fmt: skip
+SMOKE = {"local_sizes": [10], "trigger_sizes": [100], "runs": 1, "runs_largest": 1, "deploy_models": 10}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--smoke", action="store_true", help="each benchmark once, smallest size only")
     parser.add_argument(
-        "--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {BENCHMARKS}"
+        "--only",
+        help=f"comma-separated subset of {BENCHMARKS} (default: all; --smoke leaves out task_group_deploy, "
+        "which starts a deployment, unless named here)",
     )
     parser.add_argument(
         "--python",
@@ -56,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per figure (the largest size gets min(runs, 3))")
     parser.add_argument("--out", type=Path, help="Markdown to write (default BENCHMARKS.md; smoke: .bench/)")
     args = parser.parse_args(argv)
+    if args.only is None:
+        args.only = ",".join(b for b in BENCHMARKS if not (args.smoke and b == "task_group_deploy"))
     unknown = set(_split(args.only)) - set(BENCHMARKS)
     if unknown:
         parser.error(f"--only: unknown benchmark(s) {sorted(unknown)}; choose from {list(BENCHMARKS)}")
@@ -131,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         ))  # fmt: skip
     if "api" in only:
         results["api"] = _guarded("api", lambda: run_api_benchmark(harness=harness, runs=runs, log=log))
+    if "task_group_deploy" in only:  # one run per arm: ~15 min at 100 models on a quiet 2-core machine
+        models = int(plan["deploy_models"])  # type: ignore[call-overload]
+        results["task_group_deploy"] = _guarded("task_group_deploy", lambda: run_deploy_benchmark(
+            python=python, n_models=models, log=log
+        ))  # fmt: skip
     results["duration_s"] = time.time() - started
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

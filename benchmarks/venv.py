@@ -17,7 +17,8 @@ from pathlib import Path
 
 from benchmarks.paths import BENCH_DIR, BENCH_VENV, PROJECT_VENV, REPO, UV
 
-PINNED = ("apache-airflow", "dbt-core", "dbt-duckdb")
+#: dbt-postgres and asyncpg (Airflow's async PostgreSQL driver) for the deployment benchmark on PostgreSQL.
+PINNED = ("apache-airflow", "dbt-core", "dbt-duckdb", "dbt-postgres", "asyncpg")
 #: Anchor distribution -> the module whose import proves it is usable.
 ANCHORS = {
     "apache-airflow-providers-dbt-cloud": "airflow.providers.dbt.cloud.triggers.dbt",

@@ -12,6 +12,7 @@ say why.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 E2E_DIR = Path(__file__).resolve().parent
 E2E_DAGS = E2E_DIR / "dags"
 EXAMPLE_DAGS = E2E_DIR.parent.parent / "example_dags"
+#: The warehouse database behind connection ``e2e_pg_warehouse`` (on the session's PostgreSQL).
+PG_WAREHOUSE_DB = "warehouse_e2e"
 #: Test modules that start their own deployment; they run before the shared one starts.
 OWN_DEPLOYMENT_MODULES = (
     "test_sqlite_smoke.py",
@@ -86,17 +89,40 @@ def emulator(e2e_emulator: DbtCloudEmulator) -> DbtCloudEmulator:
 def airflow_deployment(
     postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowDeployment]:
-    """The shared deployment: PostgreSQL metadata DB, 16 parallel task slots, e2e + example DAGs."""
+    """The shared deployment: PostgreSQL metadata DB, 16 parallel task slots, e2e + example DAGs.
+
+    Connection ``e2e_pg_warehouse`` (an ``AIRFLOW_CONN_*`` variable, one of the ways users define
+    connections) is a PostgreSQL warehouse database on the same server, for dbt profiles.
+    """
     database = postgres_server.create_database("airflow_e2e")
+    warehouse = postgres_server.create_database(PG_WAREHOUSE_DB)
+    connection = {
+        "conn_type": "postgres",
+        "host": postgres_server.host,
+        "port": postgres_server.port,
+        "login": postgres_server.user,
+        "password": postgres_server.password,
+        "schema": warehouse,
+        "extra": {"dbschema": "e2e_tg"},
+    }
     deployment = AirflowDeployment(
         name="e2e-postgres",
         home=tmp_path_factory.mktemp("airflow-e2e-postgres"),
         dag_folders=[E2E_DAGS, EXAMPLE_DAGS],
         db_url=postgres_server.uri(database, scheme="postgresql+psycopg2"),
         parallelism=16,
+        env={"AIRFLOW_CONN_E2E_PG_WAREHOUSE": json.dumps(connection)},
     )
     with deployment:
         yield deployment
+
+
+@pytest.fixture
+def pg_warehouse(
+    postgres_server: PostgresServer, airflow_deployment: AirflowDeployment
+) -> Callable[[str], object]:
+    """Run one SQL statement in the warehouse database of connection ``e2e_pg_warehouse``."""
+    return lambda sql: postgres_server.execute(sql, dbname=PG_WAREHOUSE_DB)
 
 
 @pytest.fixture

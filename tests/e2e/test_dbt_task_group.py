@@ -7,12 +7,16 @@ end with their own node's record, read back through the REST API.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.airflow_api import AirflowApi
 from support.dbt_projects import TASK_GROUP_NODES
+
+from airflow_dbt_provider.artifacts import decode_artifact
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +104,80 @@ def test_killed_producer_fails_unfinished_nodes_and_clearing_builds_only_them(
     rebuilt = airflow.task_log_text(KILL_DAG, run_id, "jaffle.slow", tries_after["jaffle.slow"])
     assert "building it here" in rebuilt, rebuilt[-6000:]
     assert airflow.xcom(KILL_DAG, run_id, "jaffle.slow")["nodes"] == 1
+
+
+PG_DAG = "e2e_dbt_task_group_pg"
+PG_NODES = {*NODES, "gated"}
+GATE_TEST = "test.jaffle_shop.accepted_values_gated_state__open"
+
+
+def _run_results(airflow: AirflowApi, run_id: str, task_id: str) -> dict[str, str]:
+    """``{unique_id: status}`` from the ``run_results.json`` the task's latest try pushed (a test's
+    unique id without dbt's hash suffix)."""
+    artifact = decode_artifact(airflow.xcom(PG_DAG, run_id, task_id, key="run_results"))
+    return {".".join(r["unique_id"].split(".")[:3]): r["status"] for r in artifact["results"]}
+
+
+def test_per_node_group_on_postgres_fails_one_node_and_clearing_it_rebuilds_only_that_node(
+    airflow: AirflowApi, pg_warehouse: Callable[[str], object]
+) -> None:
+    # dbt's `create schema if not exists` races between parallel first builds in PostgreSQL
+    # (duplicate key in pg_namespace): the schemas exist before the run, as a platform team has them.
+    for schema in ("e2e_tg", "e2e_tg_raw", "e2e_tg_control"):
+        pg_warehouse(f"drop schema if exists {schema} cascade")
+        pg_warehouse(f"create schema {schema}")
+    pg_warehouse("create table e2e_tg_control.gate (state text)")
+    pg_warehouse("insert into e2e_tg_control.gate values ('closed')")
+    airflow.wait_for_dag(PG_DAG, timeout=420, grace=400)
+    run_id = airflow.trigger_dag_run(PG_DAG)
+    try:
+        airflow.wait_for_dag_run(PG_DAG, run_id, states=["failed"], timeout=420)
+        tis = {ti["task_id"]: ti for ti in airflow.task_instances(PG_DAG, run_id)}
+        states = {task: ti["state"] for task, ti in tis.items()}
+        assert states == {
+            **{f"jaffle.{n}": "success" for n in NODES},
+            "jaffle.gated": "failed",
+        }, airflow.describe_run(PG_DAG, run_id)
+        assert _run_results(airflow, run_id, "jaffle.gated") == {
+            "model.jaffle_shop.gated": "success",
+            GATE_TEST: "fail",
+        }
+        # Node tasks ran side by side: some two of them were running at the same moment.
+        spans = sorted((ti["start_date"], ti["end_date"]) for ti in tis.values())
+        assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), spans
+        tries_before = {task: ti["try_number"] for task, ti in tis.items()}
+        built_before = {task: _run_results(airflow, run_id, task) for task in tis}
+
+        # Fix the data, clear the failed node through the REST API while the scheduler runs.
+        pg_warehouse("update e2e_tg_control.gate set state = 'open'")
+        airflow.request(
+            "POST",
+            f"/api/v2/dags/{PG_DAG}/clearTaskInstances",
+            json_body={
+                "dry_run": False,
+                "dag_run_id": run_id,
+                "task_ids": ["jaffle.gated"],
+                "only_failed": True,
+            },
+        )
+        run = airflow.wait_for_dag_run(PG_DAG, run_id, states=["success"], timeout=300)
+    finally:
+        airflow.set_paused(PG_DAG, True)
+    assert run["state"] == "success"
+    tis = {ti["task_id"]: ti for ti in airflow.task_instances(PG_DAG, run_id)}
+    assert {t: ti["try_number"] for t, ti in tis.items()} == {
+        **tries_before,
+        "jaffle.gated": tries_before["jaffle.gated"] + 1,
+    }
+    # dbt's own record: the new try built the model and its test, and nothing else ran again.
+    assert _run_results(airflow, run_id, "jaffle.gated") == {
+        "model.jaffle_shop.gated": "success",
+        GATE_TEST: "pass",
+    }
+    assert {t: _run_results(airflow, run_id, t) for t in tis if t != "jaffle.gated"} == {
+        t: built for t, built in built_before.items() if t != "jaffle.gated"
+    }
+    # Each seed, model and snapshot was built by exactly one task, its own.
+    built = [uid for t in tis for uid in _run_results(airflow, run_id, t) if not uid.startswith("test.")]
+    assert sorted(uid.rsplit(".", 1)[-1] for uid in built) == sorted(n for n in PG_NODES if "__" not in n)
+    assert pg_warehouse("select count(*) from e2e_tg.customers") == [(10,)]
