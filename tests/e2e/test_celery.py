@@ -11,9 +11,11 @@ from the files each worker's own directories hold.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from support.airflow_api import AirflowApi
@@ -66,6 +68,8 @@ def celery_deployment(
         result_backend=postgres_server.uri(metadata, scheme="db+postgresql"),
         # The warehouse connection every machine has (as from a secrets backend).
         env={"AIRFLOW_CONN_CELERY_WAREHOUSE": json.dumps(connection)},
+        # ADP_E2E_CELERY_DEFAULTS=1: Airflow's own heartbeats and intervals (see docs/e2e.md).
+        defaults=os.environ.get("ADP_E2E_CELERY_DEFAULTS") == "1",
     )
     with deployment:
         yield deployment
@@ -78,7 +82,9 @@ def airflow(celery_deployment: CeleryDeployment) -> AirflowApi:
 
 def _tries(api: AirflowApi, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
     """Every try of a task instance (``TaskInstanceHistory`` and the current one), oldest first."""
-    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+    path = (
+        f"/api/v2/dags/{quote(dag_id)}/dagRuns/{quote(run_id, safe='')}/taskInstances/{quote(task_id)}/tries"
+    )
     return sorted(api.get(path)["task_instances"], key=lambda ti: ti["try_number"])
 
 
