@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks import venv
 from benchmarks.api_efficiency import run_api_benchmark
+from benchmarks.cold_workers import run_cold_worker_benchmark
 from benchmarks.dbt_project import generate_project
 from benchmarks.local_dbt import ARMS, COMMANDS, Harness, run_local_benchmark
 from benchmarks.machine import git_commit, machine_info
@@ -30,9 +31,15 @@ from benchmarks.paths import BENCH_DIR, BENCHMARKS_MD, PLOT_PNG, PROJECTS_DIR, R
 from benchmarks.render import render
 from benchmarks.trigger_scale import run_trigger_benchmark
 
-BENCHMARKS = ("local", "triggers", "api")
-FULL = {"local_sizes": [10, 500], "trigger_sizes": [100, 500, 1000], "runs": 5, "runs_largest": 3}
-SMOKE = {"local_sizes": [10], "trigger_sizes": [100], "runs": 1, "runs_largest": 1}
+BENCHMARKS = ("local", "triggers", "api", "cold_workers")
+FULL = {
+    "local_sizes": [10, 500],
+    "trigger_sizes": [100, 500, 1000],
+    "runs": 5,
+    "runs_largest": 3,
+    "cold_worker_models": 500,
+}
+SMOKE = {"local_sizes": [10], "trigger_sizes": [100], "runs": 1, "runs_largest": 1, "cold_worker_models": 10}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -131,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         ))  # fmt: skip
     if "api" in only:
         results["api"] = _guarded("api", lambda: run_api_benchmark(harness=harness, runs=runs, log=log))
+    if "cold_workers" in only:
+        models = int(plan["cold_worker_models"])  # type: ignore[call-overload]
+        results["cold_workers"] = _guarded("cold_workers", lambda: run_cold_worker_benchmark(
+            models=models, runs=runs_largest if not args.smoke else 1, log=log
+        ))  # fmt: skip
     results["duration_s"] = time.time() - started
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
