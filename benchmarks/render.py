@@ -56,6 +56,7 @@ def render(results: dict[str, Any], results_path: Path, plot: Path | None) -> st
         ("local_dbt", "Local dbt task overhead", _local),
         ("triggers", "Triggerer scale", lambda section: _triggers(section, plot)),
         ("api", "API efficiency", _api),
+        ("cold_workers", "Cold workers: project and parse cache on object storage", _cold_workers),
         ("task_group_deploy", "A dbt project as tasks, end to end on a deployment",
          lambda section: render_task_groups.render_section(section, str(results.get("command", "?")))),
     )  # fmt: skip
@@ -213,6 +214,43 @@ def _api(api: dict[str, Any]) -> str:
     for impl, case in by_impl.items():
         if case["error"]:
             lines.append(f"\n{impl} failed: {_one_line(case['error'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _cold_workers(cold: dict[str, Any]) -> str:
+    """The cold-worker section (benchmarks/cold_workers.py says what each arm is)."""
+    labels = {
+        "cache_off": "(a) cold worker, parse cache off",
+        "object_storage": "(b) cold worker, parse cache on object storage",
+        "warm_local": "(c) warm local cache",
+    }
+    lines = [
+        "## Cold workers: project and parse cache on object storage",
+        "",
+        f'A `DbtRunOperator(project_dir="s3://…", select=<one model>)` task on the {cold["models"]}-model',
+        "project, `execute()` timed in a fresh process after its imports; the project is on moto's S3 server",
+        "on loopback in every arm. (a) and (b) start with an empty cache root (the project is downloaded",
+        "too); (b) finds the partial-parse file an earlier task published at `[dbt_provider]",
+        "parse_cache_url`.",
+        "`python -m benchmarks.cold_workers` runs it alone (benchmarks/cold_workers.py).",
+        "",
+        "| arm | runs | task s, median (min-max) | full parses | project download s (in the task) |"
+        " unchanged project fetch s | fetch ÷ task |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, label in labels.items():
+        arm = cold["arms"][key]
+        share = arm["unchanged_fetch_share"]
+        lines.append(
+            f"| {label} | {arm['task_s']['n']} | {fmt(arm['task_s'])} | {arm['full_parses']} | "
+            f"{fmt(arm.get('project_download_s'))} | {fmt(arm['unchanged_fetch_s'], 3)} | "
+            f"{'n/a' if share is None else f'{share:.1%}'} |"
+        )
+    lines += [
+        "",
+        f"(a) ÷ (b): {fmt_ratio(cold['speedup_object_storage_vs_off'])}; "
+        f"(a) ÷ (c): {fmt_ratio(cold['speedup_warm_local_vs_off'])} (ratios of medians, one run).",
+    ]
     return "\n".join(lines) + "\n"
 
 

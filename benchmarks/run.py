@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmarks import venv
 from benchmarks.api_efficiency import run_api_benchmark
+from benchmarks.cold_workers import run_cold_worker_benchmark
 from benchmarks.dbt_project import generate_project
 from benchmarks.local_dbt import ARMS, COMMANDS, Harness, run_local_benchmark
 from benchmarks.machine import git_commit, machine_info
@@ -31,10 +32,23 @@ from benchmarks.render import render
 from benchmarks.task_group_deploy import run_deploy_benchmark
 from benchmarks.trigger_scale import run_trigger_benchmark
 
-BENCHMARKS = ("local", "triggers", "api", "task_group_deploy")
-FULL = {"local_sizes": [10, 500], "trigger_sizes": [100, 500, 1000], "runs": 5, "runs_largest": 3,
-        "deploy_models": 100}  # fmt: skip
-SMOKE = {"local_sizes": [10], "trigger_sizes": [100], "runs": 1, "runs_largest": 1, "deploy_models": 10}
+BENCHMARKS = ("local", "triggers", "api", "cold_workers", "task_group_deploy")
+FULL = {
+    "local_sizes": [10, 500],
+    "trigger_sizes": [100, 500, 1000],
+    "runs": 5,
+    "runs_largest": 3,
+    "cold_worker_models": 500,
+    "deploy_models": 100,
+}
+SMOKE = {
+    "local_sizes": [10],
+    "trigger_sizes": [100],
+    "runs": 1,
+    "runs_largest": 1,
+    "cold_worker_models": 10,
+    "deploy_models": 10,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -137,10 +151,15 @@ def main(argv: list[str] | None = None) -> int:
         ))  # fmt: skip
     if "api" in only:
         results["api"] = _guarded("api", lambda: run_api_benchmark(harness=harness, runs=runs, log=log))
+    if "cold_workers" in only:
+        models = int(plan["cold_worker_models"])  # type: ignore[call-overload]
+        results["cold_workers"] = _guarded("cold_workers", lambda: run_cold_worker_benchmark(
+            models=models, runs=runs_largest if not args.smoke else 1, log=log
+        ))  # fmt: skip
     if "task_group_deploy" in only:  # one run per arm: ~15 min at 100 models on a quiet 2-core machine
-        models = int(plan["deploy_models"])  # type: ignore[call-overload]
+        deploy_models = int(plan["deploy_models"])  # type: ignore[call-overload]
         results["task_group_deploy"] = _guarded("task_group_deploy", lambda: run_deploy_benchmark(
-            python=python, n_models=models, log=log
+            python=python, n_models=deploy_models, log=log
         ))  # fmt: skip
     results["duration_s"] = time.time() - started
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support.s3_server import Bucket, self_contained_project
 
-from airflow_dbt_provider.core import DbtCommandFailedError
+from airflow_dbt_provider.core import DbtCommandFailedError, DbtInvocationError
 from airflow_dbt_provider.operators.dbt import DbtBuildOperator, DbtRunOperator
 
 
@@ -64,6 +64,23 @@ def test_success_and_failure_both_upload_artifacts_and_dbt_log(bucket: Bucket, t
     }
     assert statuses == {"model.jaffle_shop.broken": "error"}
     assert b"no_such_table" in uploaded["failing/dbt.log"]
+
+
+@pytest.mark.usefixtures("cache_root")
+def test_a_project_that_does_not_parse_still_uploads_dbt_log(bucket: Bucket, tmp_path: Path) -> None:
+    """dbt raises while parsing (no node ran, no run_results): its dbt.log says why, and goes up."""
+    project = self_contained_project(tmp_path / "src")
+    (project / "models" / "unparsable.sql").write_text("select 1 {% if true %} as x\n")  # no endif
+    bucket.upload(project, "projects/jaffle_shop")
+    operator = DbtRunOperator(
+        task_id="unparsable",
+        project_dir=bucket.url("projects/jaffle_shop"),
+        artifacts_dir=bucket.url("unparsable"),
+        env={"JAFFLE_SHOP_DUCKDB_PATH": str(tmp_path / "w.duckdb")},
+    )
+    with pytest.raises(DbtInvocationError, match="unparsable"):
+        _execute(operator)
+    assert b"unparsable.sql" in bucket.objects("unparsable/")["unparsable/dbt.log"]
 
 
 @pytest.mark.usefixtures("cache_root")

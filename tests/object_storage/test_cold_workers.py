@@ -90,6 +90,7 @@ def test_retry_from_failure_keeps_its_state_in_an_artifacts_dir_url(
     cold worker (cache root emptied) and still runs only the failed node and its skipped child."""
     monkeypatch.setattr(task_state, "has_task_state_store", lambda: False)
     monkeypatch.setattr(retry_from_failure, "has_task_state_store", lambda: False)
+    monkeypatch.setenv(PARSE_CACHE_ENV, bucket.url("parse-cache"))  # the other worker starts warm
     project = self_contained_project(tmp_path / "src")
     models = project / "models" / "staging"
     (models / "flaky.sql").write_text(
