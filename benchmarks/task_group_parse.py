@@ -5,11 +5,14 @@ by ``dbt parse``; then three DAG files are parsed, each in a fresh process after
 imported (what the DAG processor pays per parse), caches warm, no selection:
 
 * ``ours``: ``DbtTaskGroup(project_dir, manifest_path=...)`` (``per_node``), in ``.venv``;
+* ``ours_cold``: the same with its render cache emptied before each parse (the first parse of a
+  new manifest: it is parsed instead of the cached graph read);
 * ``cosmos``: cosmos ``DbtTaskGroup`` with ``LoadMode.DBT_MANIFEST``, in ``.bench/venv``;
 * ``floor``: one ``EmptyOperator`` per model and seed, with the manifest's edges, built from the
   same manifest.json in a plain loop, in ``.venv``.
 
-Each figure is the median of ``repeats`` parses (``DagBag`` over the one file); peak RSS is the
+Each figure is the median of ``repeats`` parses (``DagBag`` over the one file), as wall seconds
+and as the child's CPU seconds over the same span (steadier on a shared machine); peak RSS is the
 child's ``ru_maxrss``. Run: ``python -m benchmarks.task_group_parse --sizes 100,1000,5000``.
 """
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,12 +38,13 @@ _CHILD = textwrap.dedent(
     import json, resource, sys, time
     import airflow  # noqa: F401  (imported before timing: the DAG processor has it already)
     from airflow.dag_processing.dagbag import DagBag
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     bag = DagBag(dag_folder=sys.argv[1])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert not bag.import_errors, bag.import_errors
     (dag,) = bag.dags.values()
-    print(json.dumps({"seconds": elapsed, "tasks": len(dag.tasks), "dbt_imported": "dbt" in sys.modules,
+    print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "tasks": len(dag.tasks),
+                      "dbt_imported": "dbt" in sys.modules,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     """
 )
@@ -102,9 +108,13 @@ def _manifest(project: Path, profiles: Path) -> Path:
     return target
 
 
-def _parse(python: Path, dag_file: Path, repeats: int, env: dict[str, str]) -> dict[str, Any]:
+def _parse(
+    python: Path, dag_file: Path, repeats: int, env: dict[str, str], cold: Path | None = None
+) -> dict[str, Any]:
     runs = []
     for _ in range(repeats + 1):  # the first parse warms the OS page cache and our render cache
+        if cold is not None:
+            shutil.rmtree(cold, ignore_errors=True)
         out = subprocess.run(
             [str(python), "-c", _CHILD, str(dag_file)], capture_output=True, text=True, env=env, check=False
         )
@@ -114,6 +124,7 @@ def _parse(python: Path, dag_file: Path, repeats: int, env: dict[str, str]) -> d
     runs = runs[1:]
     return {
         "seconds": statistics.median(r["seconds"] for r in runs),
+        "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
         "tasks": runs[0]["tasks"],
         "peak_rss_mib": round(max(r["peak_rss_mib"] for r in runs), 1),
         "dbt_imported": runs[0]["dbt_imported"],
@@ -122,8 +133,6 @@ def _parse(python: Path, dag_file: Path, repeats: int, env: dict[str, str]) -> d
 
 def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, Any]]:
     """Median parse seconds, task count and peak RSS per arm and size."""
-    import os
-
     results: dict[int, dict[str, Any]] = {}
     for n in sizes:
         bench = generate_project(PROJECTS_DIR, n)
@@ -133,10 +142,10 @@ def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, Any]]:
             "project": str(bench.project_dir),
             "manifest": str(manifest),
             "profiles": str(bench.profiles_dir),
-            "cache": str(work / "cache"),
         }
         arms = {
             "ours": (_OURS, PROJECT_VENV),
+            "ours_cold": (_OURS, PROJECT_VENV),
             "floor": (_FLOOR, PROJECT_VENV),
             "cosmos": (_COSMOS, BENCH_VENV),
         }
@@ -145,7 +154,8 @@ def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, Any]]:
             folder = work / arm
             folder.mkdir(parents=True, exist_ok=True)
             dag_file = folder / f"bench_{arm}.py"
-            dag_file.write_text(template.format(**args))
+            cache = work / f"cache-{arm}"
+            dag_file.write_text(template.format(**{**args, "cache": str(cache)}))
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
                 "AIRFLOW_HOME": str(work / "airflow-home"),
@@ -156,7 +166,8 @@ def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, Any]]:
             if not (venv / "bin" / "python").is_file():
                 results[n][arm] = {"error": f"{venv} is missing (make bench creates it)"}
                 continue
-            results[n][arm] = _parse(venv / "bin" / "python", dag_file, repeats, env)
+            cold = cache if arm == "ours_cold" else None
+            results[n][arm] = _parse(venv / "bin" / "python", dag_file, repeats, env, cold)
             print(n, arm, json.dumps(results[n][arm]), flush=True)
     return results
 
@@ -166,12 +177,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()), flush=True)
     results = measure([int(s) for s in args.sizes.split(",")], args.repeats)
+    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     for n, arms in results.items():
-        ours, cosmos, floor = (arms.get(a, {}).get("seconds") for a in ("ours", "cosmos", "floor"))
-        ratio = f"{ours / cosmos:.2f}x cosmos" if ours and cosmos else "cosmos n/a"
-        floor_ratio = f"{ours / floor:.2f}x floor" if ours and floor else ""
-        print(f"{n} models: ours {ours}, cosmos {cosmos}, floor {floor}: {ratio}, {floor_ratio}")
+        line = [f"{n} models:"]
+        for arm in ("ours", "ours_cold", "floor", "cosmos"):
+            r = arms.get(arm, {})
+            if "seconds" in r:
+                line.append(
+                    f"{arm} {r['seconds']:.3f} s ({r['cpu_seconds']:.3f} CPU, {r['peak_rss_mib']} MiB)"
+                )
+        cosmos = arms.get("cosmos", {})
+        for arm in ("ours", "ours_cold", "floor"):
+            r = arms.get(arm, {})
+            if "seconds" in r and "seconds" in cosmos:
+                line.append(
+                    f"{arm}/cosmos {r['seconds'] / cosmos['seconds']:.2f}x wall, "
+                    f"{r['cpu_seconds'] / cosmos['cpu_seconds']:.2f}x CPU"
+                )
+        print("; ".join(line))
+    print(json.dumps(results))
     return 0
 
 

@@ -31,7 +31,7 @@ from airflow.sdk import Asset, BaseOperator, TaskGroup
 
 from airflow_dbt_provider.assets import asset_uri
 from airflow_dbt_provider.core.errors import DbtConfigurationError
-from airflow_dbt_provider.core.manifest_graph import GraphNode, ProjectGraph, project_graph
+from airflow_dbt_provider.core.manifest_graph import GraphNode, ProjectGraph
 from airflow_dbt_provider.core.parse_cache import default_cache_dir
 from airflow_dbt_provider.core.selection import ProjectCache, Resolved, Selection, resolve
 
@@ -122,22 +122,20 @@ class DbtTaskGroup(TaskGroup):
         self.cache = ProjectCache(
             Path(cache_dir) if cache_dir is not None else default_cache_dir() / "task-groups"
         )
-        self.resolved: Resolved = resolve(
-            self.project_dir,
-            self.selection,
-            self._list_nodes,
-            self.cache,
-            manifest_path=Path(manifest_path).expanduser() if manifest_path is not None else None,
-            parse_inputs=self.profile.parse_inputs(self.operator_args),
-        )
-        self.graph: ProjectGraph = project_graph(self.resolved.manifest, self.resolved.selected)
-        # The manifest is large and no longer needed: dropping it before the tasks are built keeps
-        # the garbage collector from walking it on every collection while they are allocated.
-        self.resolved = dataclasses.replace(self.resolved, manifest={})
         #: The task of each rendered node, by unique id.
         self.node_tasks: dict[str, BaseOperator] = {}
-        with self, _gc_paused():
-            self._render(source_freshness)
+        with _gc_paused():
+            self.resolved: Resolved = resolve(
+                self.project_dir,
+                self.selection,
+                self._list_nodes,
+                self.cache,
+                manifest_path=Path(manifest_path).expanduser() if manifest_path is not None else None,
+                parse_inputs=self.profile.parse_inputs(self.operator_args),
+            )
+            self.graph: ProjectGraph = self.resolved.graph
+            with self:
+                self._render(source_freshness)
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -165,9 +163,7 @@ class DbtTaskGroup(TaskGroup):
                 outlets=outlets,
                 **common,
             )
-            upstream = [self.node_tasks[uid] for uid in node.upstream if uid in self.node_tasks]
-            if upstream:
-                task.set_upstream(upstream)
+            _link([self.node_tasks[uid] for uid in node.upstream if uid in self.node_tasks], [task])
             self.node_tasks[node.unique_id] = task
         if source_freshness:
             self._render_freshness(common)
@@ -211,7 +207,7 @@ class DbtTaskGroup(TaskGroup):
                 select=source.selector,
                 **common,
             )
-            check.set_downstream(readers.get(source.unique_id, []))
+            _link([check], readers.get(source.unique_id, []))
 
     # -- selection through dbt ls (cache misses only) -------------------------------------------
 
@@ -303,10 +299,33 @@ class _ProfileArgs:
         return str(private), dbt_target.target_name, dict(dbt_target.env), str(private)
 
 
+def _link(upstream: Sequence[BaseOperator], downstream: Sequence[BaseOperator]) -> None:
+    """Every task of ``upstream`` before every task of ``downstream``.
+
+    What ``set_upstream`` does for operators of one DAG, without its check that they share a DAG:
+    that check hashes the DAG, and a DAG's hash covers all its task ids, so one check per edge
+    made rendering quadratic (a fifth of a 5,000-model render). Tasks without a DAG, or of
+    different DAGs, go through ``set_upstream`` and get Airflow's own errors.
+    """
+    if not upstream or not downstream:
+        return
+    dag = downstream[0].get_dag()
+    if dag is None or any(t.get_dag() is not dag for t in (*upstream, *downstream)):
+        for task in downstream:
+            task.set_upstream(list(upstream))
+        return
+    up_ids = [t.node_id for t in upstream]
+    for task in downstream:
+        task.upstream_task_ids.update(up_ids)
+        for up in upstream:
+            up.downstream_task_ids.add(task.node_id)
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC while the tasks are built: every task is kept, so a collection would
-    only walk the growing DAG again and again (about a third of a 1,000-task render)."""
+    """Pause the cyclic GC while the graph is read and the tasks are built: what is allocated is
+    kept (the manifest until the graph is built, every task), so a collection would only walk it
+    again and again (a third of a 1,000-task render); the next collection frees any cycles."""
     enabled = gc.isenabled()
     gc.disable()
     try:
