@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{arm}/cosmos {r['seconds'] / cosmos['seconds']:.2f}x wall, "
                     f"{r['cpu_seconds'] / cosmos['cpu_seconds']:.2f}x CPU"
                 )
-        print("; ".join(line))
+        print(line[0], "; ".join(line[1:]))
     print(json.dumps(results))
     return 0
 
