@@ -57,6 +57,7 @@ def render(results: dict[str, Any], results_path: Path, plot: Path | None) -> st
         ("triggers", "Triggerer scale", lambda section: _triggers(section, plot)),
         ("api", "API efficiency", _api),
         ("cold_workers", "Cold workers: project and parse cache on object storage", _cold_workers),
+        ("task_group_parse", "Task-group parse", render_task_groups.render_parse_section),
         ("task_group_deploy", "A dbt project as tasks, end to end on a deployment",
          lambda section: render_task_groups.render_section(section, str(results.get("command", "?")))),
     )  # fmt: skip
@@ -293,6 +294,9 @@ def behind(results: dict[str, Any]) -> list[str]:
                 f"triggers N={case['n']} {case['scenario']}: max stall {stall['median']:.0f} ms "
                 "(target < 50 ms)"
             )
+    parse = results.get("task_group_parse")
+    if parse and "error" not in parse:
+        found += render_task_groups.parse_behind(parse)
     deploy = results.get("task_group_deploy")
     if deploy and "error" not in deploy:
         found += render_task_groups.behind(deploy)

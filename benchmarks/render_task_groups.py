@@ -1,4 +1,6 @@
-"""The BENCHMARKS.md section of the task-group deployment benchmark (``benchmarks/task_group_deploy.py``).
+"""The BENCHMARKS.md sections of the task-group benchmarks: deployment and DAG-file parse.
+
+``benchmarks/task_group_deploy.py`` and ``benchmarks/task_group_parse.py`` measure.
 
 Pure formatting of the ``task_group_deploy`` results: one table of the five arms' wall times with
 the ratios the issue sets goals for, the ``single_build`` latency, and where a ``per_node`` task's
@@ -135,3 +137,65 @@ def behind(section: dict[str, Any]) -> list[str]:
 
 def _cell(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")[:200]
+
+
+#: DAG-file parse goal: ours ÷ cosmos (wall, caches warm) at most this, at this many models.
+PARSE_GOAL = (1000, 0.25)
+PARSE_ARMS = (
+    ("ours", "ours: DbtTaskGroup, caches warm"),
+    ("ours_cold", "ours, render cache emptied (first parse of a new manifest)"),
+    ("floor", "floor: one EmptyOperator per node, edges with >>"),
+    ("cosmos", "cosmos DbtTaskGroup, LoadMode.DBT_MANIFEST"),
+)
+
+
+def _parse_ratio(arms: dict[str, Any], arm: str, key: str) -> float | None:
+    ours, cosmos = arms.get(arm, {}).get(key), arms.get("cosmos", {}).get(key)
+    return ours / cosmos if ours and cosmos else None
+
+
+def render_parse_section(section: dict[str, Any]) -> str:
+    """Median wall and CPU seconds of a ``DagBag`` parse per arm and size, with ratios to cosmos."""
+    lines = [
+        "## Task-group parse",
+        "",
+        "DAG-file parse time of a generated dbt project rendered as tasks (`per_node`, no selection,",
+        "`manifest_path` given), each parse a `DagBag` in a fresh process after Airflow is imported;",
+        f"median of {section['repeats']} parses after one warm-up parse; CPU seconds are the child's over",
+        "the same span (steadier than wall on a shared machine); peak RSS is the child's `ru_maxrss`.",
+        f"Command: `{section['command']}` (benchmarks/task_group_parse.py); load average "
+        f"{section['load_average'][0]} at start, {section['load_average'][1]} at end.",
+        "",
+        "| models | arm | tasks | wall s | CPU s | peak RSS MiB | ÷ cosmos (wall) | ÷ cosmos (CPU) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for size, arms in section["sizes"].items():
+        for arm, label in PARSE_ARMS:
+            r = arms.get(arm, {})
+            if "seconds" not in r:
+                lines.append(f"| {int(size):,} | {label} | — | — | — | — | {r.get('error', 'not run')} | |")
+                continue
+            wall, cpu = _parse_ratio(arms, arm, "seconds"), _parse_ratio(arms, arm, "cpu_seconds")
+            lines.append(
+                f"| {int(size):,} | {label} | {r['tasks']:,} | {r['seconds']:.3f} | {r['cpu_seconds']:.3f} | "
+                f"{r['peak_rss_mib']} | {_fmt_ratio(wall, arm)} | {_fmt_ratio(cpu, arm)} |"
+            )
+    size, goal = PARSE_GOAL
+    lines += ["", f"Goal: ours ÷ cosmos ≤ {goal}x at {size:,} models, caches warm.", ""]
+    return "\n".join(lines)
+
+
+def _fmt_ratio(value: float | None, arm: str) -> str:
+    return "—" if arm == "cosmos" or value is None else f"{value:.2f}x"
+
+
+def parse_behind(section: dict[str, Any]) -> list[str]:
+    """The parse goal, when the run missed it."""
+    size, goal = PARSE_GOAL
+    arms = section.get("sizes", {}).get(str(size))
+    if arms is None:
+        return []
+    r = _parse_ratio(arms, "ours", "seconds")
+    if r is None:
+        return [f"task-group parse at {size:,} models: not measured ({arms.get('ours', {}).get('error')})"]
+    return [] if r <= goal else [f"task-group parse at {size:,} models: {r:.2f}x cosmos (target ≤ {goal}x)"]

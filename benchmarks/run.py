@@ -30,9 +30,10 @@ from benchmarks.machine import git_commit, machine_info
 from benchmarks.paths import BENCH_DIR, BENCHMARKS_MD, PLOT_PNG, PROJECTS_DIR, REPO, RESULTS_DIR, WORK_DIR
 from benchmarks.render import render
 from benchmarks.task_group_deploy import run_deploy_benchmark
+from benchmarks.task_group_parse import run_task_group_parse_benchmark
 from benchmarks.trigger_scale import run_trigger_benchmark
 
-BENCHMARKS = ("local", "triggers", "api", "cold_workers", "task_group_deploy")
+BENCHMARKS = ("local", "triggers", "api", "cold_workers", "task_group_parse", "task_group_deploy")
 FULL = {
     "local_sizes": [10, 500],
     "trigger_sizes": [100, 500, 1000],
@@ -40,6 +41,8 @@ FULL = {
     "runs_largest": 3,
     "cold_worker_models": 500,
     "deploy_models": 100,
+    "parse_sizes": [100, 1000, 5000],
+    "parse_repeats": 3,
 }
 SMOKE = {
     "local_sizes": [10],
@@ -48,6 +51,8 @@ SMOKE = {
     "runs_largest": 1,
     "cold_worker_models": 10,
     "deploy_models": 10,
+    "parse_sizes": [100],
+    "parse_repeats": 1,
 }
 
 
@@ -155,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         models = int(plan["cold_worker_models"])  # type: ignore[call-overload]
         results["cold_workers"] = _guarded("cold_workers", lambda: run_cold_worker_benchmark(
             models=models, runs=runs_largest if not args.smoke else 1, log=log
+        ))  # fmt: skip
+    if "task_group_parse" in only:
+        parse_sizes = list(plan["parse_sizes"])  # type: ignore[call-overload]
+        parse_repeats = int(plan["parse_repeats"])  # type: ignore[call-overload]
+        results["task_group_parse"] = _guarded("task_group_parse", lambda: run_task_group_parse_benchmark(
+            sizes=parse_sizes, repeats=parse_repeats, log=log
         ))  # fmt: skip
     if "task_group_deploy" in only:  # one run per arm: ~15 min at 100 models on a quiet 2-core machine
         deploy_models = int(plan["deploy_models"])  # type: ignore[call-overload]

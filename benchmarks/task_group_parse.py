@@ -172,6 +172,20 @@ def measure(sizes: list[int], repeats: int) -> dict[int, dict[str, Any]]:
     return results
 
 
+def run_task_group_parse_benchmark(*, sizes: list[int], repeats: int, log: Any = print) -> dict[str, Any]:
+    """The ``task_group_parse`` section of ``make bench``'s results (keys are JSON strings)."""
+    load_start = os.getloadavg()[0]
+    log(f"task-group parse: {sizes} models, {repeats} parses per arm")
+    measured = measure(sizes, repeats)
+    return {
+        "command": f"python -m benchmarks.task_group_parse --sizes {','.join(map(str, sizes))} "
+        f"--repeats {repeats}",
+        "repeats": repeats,
+        "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "sizes": {str(n): arms for n, arms in measured.items()},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,1000,5000")
