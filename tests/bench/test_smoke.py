@@ -68,7 +68,17 @@ def test_every_benchmark_runs_once(tmp_path: Path) -> None:
     assert sample["artifacts"] >= 2
     assert sample["poll"] >= 1
 
+    parse = results["task_group_parse"]
+    assert "error" not in parse, parse.get("error")
+    for arm in ("ours", "ours_cold", "floor"):
+        figures = parse["sizes"]["100"][arm]
+        assert figures["seconds"] > 0, (arm, figures)
+        assert figures["tasks"] == 101, (arm, figures)
+
     text = out.read_text()
     assert "Smoke run" in text
     for heading in ("## Local dbt task overhead", "## Triggerer scale", "## API efficiency"):
         assert heading in text
+    for heading in ("## Cold workers", "## Task-group parse"):
+        assert heading in text
+    assert "**Did not complete:**" not in text
