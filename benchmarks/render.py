@@ -255,6 +255,23 @@ def _cold_workers(cold: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Cold-worker goals: (b) at least this many times faster than (a); an unchanged fetch under this share.
+COLD_SPEEDUP_GOAL = 1.6
+COLD_FETCH_SHARE_GOAL = 0.05
+
+
+def _cold_workers_behind(cold: dict[str, Any]) -> list[str]:
+    found = []
+    speedup = cold.get("speedup_object_storage_vs_off")
+    if speedup is not None and speedup < COLD_SPEEDUP_GOAL:
+        found.append(f"cold workers: parse cache on object storage {speedup:.2f}x faster than parse cache off "
+                     f"(goal ≥ {COLD_SPEEDUP_GOAL}x)")  # fmt: skip
+    share = cold.get("arms", {}).get("object_storage", {}).get("unchanged_fetch_share")
+    if share is not None and share >= COLD_FETCH_SHARE_GOAL:
+        found.append(f"cold workers: fetching an unchanged project costs {share:.1%} of the task (goal < 5 %)")
+    return found
+
+
 def behind(results: dict[str, Any]) -> list[str]:
     """Every figure where ours is worse than its anchor, stated plainly."""
     found = []
@@ -294,6 +311,9 @@ def behind(results: dict[str, Any]) -> list[str]:
                 f"triggers N={case['n']} {case['scenario']}: max stall {stall['median']:.0f} ms "
                 "(target < 50 ms)"
             )
+    cold = results.get("cold_workers")
+    if cold and "error" not in cold:
+        found += _cold_workers_behind(cold)
     parse = results.get("task_group_parse")
     if parse and "error" not in parse:
         found += render_task_groups.parse_behind(parse)
