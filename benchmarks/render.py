@@ -264,11 +264,12 @@ def _cold_workers_behind(cold: dict[str, Any]) -> list[str]:
     found = []
     speedup = cold.get("speedup_object_storage_vs_off")
     if speedup is not None and speedup < COLD_SPEEDUP_GOAL:
-        found.append(f"cold workers: parse cache on object storage {speedup:.2f}x faster than parse cache off "
-                     f"(goal ≥ {COLD_SPEEDUP_GOAL}x)")  # fmt: skip
+        found.append(f"cold workers: parse cache on object storage {speedup:.2f}x faster than "
+                     f"parse cache off (goal ≥ {COLD_SPEEDUP_GOAL}x)")  # fmt: skip
     share = cold.get("arms", {}).get("object_storage", {}).get("unchanged_fetch_share")
     if share is not None and share >= COLD_FETCH_SHARE_GOAL:
-        found.append(f"cold workers: fetching an unchanged project costs {share:.1%} of the task (goal < 5 %)")
+        found.append(f"cold workers: fetching an unchanged project costs {share:.1%} of the task "
+                     "(goal < 5 %)")  # fmt: skip
     return found
 
 
