@@ -73,8 +73,9 @@ def open_location(url: str, parameter: str) -> Any:
         if "Unsupported filesystem" in str(exc):
             raise ObjectStorageError(f"{where}: {_missing_backend(scheme)}") from None
         raise ObjectStorageError(f"{where} is not a URL Airflow's ObjectStoragePath accepts: {exc}") from None
-    if path.conn_id:
-        _check_connection(str(path.conn_id), scheme, where)
+    conn_id = urllib.parse.urlsplit(url).netloc.rpartition("@")[0]  # Airflow 3.1's path has no .conn_id
+    if conn_id:
+        _check_connection(conn_id, scheme, where)
     try:
         path.fs  # noqa: B018 - attaches the filesystem: the first place a missing backend shows
     except ValueError as exc:
