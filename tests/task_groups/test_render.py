@@ -175,8 +175,10 @@ _CHILD = """
 import json, os, signal, sys
 from datetime import datetime
 if os.environ.get("RENDER_TIMEOUT"):  # as the DAG processor's dagbag_import_timeout interrupts a parse
+    class ImportTimeout(BaseException):  # Airflow raises AirflowTaskTimeout, a BaseException
+        pass
     def _timeout(*_):
-        raise TimeoutError("DagBag import timeout")
+        raise ImportTimeout("DagBag import timeout")
     signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(int(os.environ["RENDER_TIMEOUT"]))
 from airflow.sdk import DAG
