@@ -57,6 +57,7 @@ from airflow_dbt_provider.cloud import (
 from airflow_dbt_provider.cloud.events import RunEvent, RunEventStatus
 from airflow_dbt_provider.cloud.pool import LoopCache
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
+from airflow_dbt_provider.triggers.supervisor import fetch_task_states, fetch_xcom
 
 TRIGGER_CLASSPATH = "airflow_dbt_provider.triggers.dbt_cloud.DbtCloudRunTrigger"
 DEFAULT_CONN_ID = "dbt_cloud_api_default"
@@ -369,7 +370,7 @@ class DbtCloudRunTrigger(BaseTrigger):
             raise RuntimeError("no task instance")
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else int(map_index)
-        value = await _fetch_xcom(DEFERRED_TRY_XCOM_KEY, ti.dag_id, ti.run_id, ti.task_id, map_index)
+        value = await fetch_xcom(DEFERRED_TRY_XCOM_KEY, ti.dag_id, ti.run_id, ti.task_id, map_index)
         if value is None:
             return None
         return int(str(value).strip('"'))
@@ -382,7 +383,7 @@ class DbtCloudRunTrigger(BaseTrigger):
         map_index = getattr(ti, "map_index", -1)
         map_index = -1 if map_index is None else int(map_index)
         try:
-            states = await _fetch_task_states(ti.dag_id, ti.run_id, ti.task_id, map_index)
+            states = await fetch_task_states(ti.dag_id, ti.run_id, ti.task_id, map_index)
         except Exception as exc:
             self.log.warning("could not read the state of task %s: %s", ti.task_id, exc)
             return TaskInstanceLookup(known=False)
@@ -437,42 +438,3 @@ async def _outlast_cancellation(task: asyncio.Task[None]) -> None:
             current = asyncio.current_task()
             if current is not None and hasattr(current, "uncancel"):
                 current.uncancel()
-
-
-async def _fetch_xcom(key: str, dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
-    """One XCom value of the task instance through the supervisor channel (``None`` when unset)."""
-    from airflow.sdk.execution_time.comms import GetXCom
-
-    request = GetXCom(
-        key=key, dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=None if map_index < 0 else map_index
-    )
-    response = await _supervisor_request(request)
-    if type(response).__name__ == "ErrorResponse":
-        raise RuntimeError(f"GetXCom failed: {getattr(response, 'detail', response)}")
-    return getattr(response, "value", None)
-
-
-async def _supervisor_request(request: Any) -> Any:
-    """Send one Task SDK request to the triggerer's supervisor and return its answer."""
-    from airflow.sdk.execution_time import task_runner
-
-    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    if comms is None:
-        raise RuntimeError("not running under an Airflow supervisor (no SUPERVISOR_COMMS)")
-    if hasattr(comms, "asend"):
-        return await comms.asend(request)
-    return await asyncio.to_thread(comms.send, request)
-
-
-async def _fetch_task_states(dag_id: str, run_id: str, task_id: str, map_index: int) -> dict[str, Any]:
-    """``{run_id: {task_key: state}}`` through the Task SDK's supervisor channel (no DB access)."""
-    from airflow.sdk.execution_time.comms import GetTaskStates
-
-    request = GetTaskStates(
-        dag_id=dag_id, task_ids=[task_id], run_ids=[run_id], map_index=None if map_index < 0 else map_index
-    )
-    response = await _supervisor_request(request)
-    task_states = getattr(response, "task_states", None)
-    if not isinstance(task_states, dict):
-        raise RuntimeError(f"unexpected answer to GetTaskStates: {type(response).__name__}")
-    return task_states

@@ -5,8 +5,9 @@ Every deferred node task of one DAG run waits on the same producer, so one polle
 producer's state and its index of finished nodes (two small reads however many nodes wait), and
 fetches a node's record only once it is listed. Each :class:`DbtNodeResultTrigger` just registers
 with that poller and awaits its answer, so a 1,000-node group costs the triggerer one poll, not
-1,000. Reads go through the Task SDK (``XCom.get_one``, ``get_task_states``) in a worker thread,
-so the event loop never blocks.
+1,000. Reads are Task SDK requests sent on the triggerer's own loop
+(:mod:`airflow_dbt_provider.triggers.supervisor`), so the event loop never blocks and the
+supervisor channel is never used from another thread (which kills Airflow 3.1's trigger runner).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_dbt_provider.triggers.supervisor import fetch_task_states, fetch_xcom
 
 #: XCom key of the producer's list of nodes with a published record.
 DONE_KEY = "dbt_build:done"
@@ -63,10 +66,11 @@ class _Poller:
         _POLLERS.pop((self.dag_id, self.run_id, self.producer), None)
 
     async def _poll_once(self) -> None:
-        state = await asyncio.to_thread(self._producer_state)
-        done = set(await asyncio.to_thread(self._xcom, DONE_KEY) or ())
+        states = await fetch_task_states(self.dag_id, self.run_id, self.producer)
+        state = producer_state(states, self.run_id, self.producer)
+        done = set(await self._xcom(DONE_KEY) or ())
         for unique_id in [u for u in self.waiters if u in done]:
-            record = await asyncio.to_thread(self._xcom, record_key(unique_id))
+            record = await self._xcom(record_key(unique_id))
             if record is not None:
                 self._answer(unique_id, {"kind": "result", "record": record})
         if state in PRODUCER_ENDED:
@@ -78,18 +82,8 @@ class _Poller:
             if not future.done():
                 future.set_result({**event, "unique_id": unique_id})
 
-    def _producer_state(self) -> str | None:
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        states = RuntimeTaskInstance.get_task_states(
-            dag_id=self.dag_id, task_ids=[self.producer], run_ids=[self.run_id]
-        )
-        return producer_state(states, self.run_id, self.producer)
-
-    def _xcom(self, key: str) -> Any:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        return XCom.get_one(key=key, dag_id=self.dag_id, task_id=self.producer, run_id=self.run_id)
+    async def _xcom(self, key: str) -> Any:
+        return await fetch_xcom(key, self.dag_id, self.run_id, self.producer)
 
 
 def producer_state(states: Any, run_id: str, producer: str) -> str | None:

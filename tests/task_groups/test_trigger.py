@@ -1,8 +1,9 @@
 """DbtNodeResultTrigger: every node of a DAG run waits on one shared poll of the producer.
 
-Airflow's Task SDK reads (``get_task_states``, ``XCom.get_one``) are replaced by an in-memory
-producer here so the test can count them; the real reads are exercised on a deployment by
-``tests/e2e/test_dbt_task_group.py``.
+The triggerer's supervisor channel is replaced by an in-memory producer that answers the real
+Task SDK request messages (``GetTaskStates``, ``GetXCom``) on the event loop, so the test can count
+them; the real channel is exercised on a deployment by ``tests/e2e/test_dbt_task_group.py`` and
+``tests/e2e/test_celery.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from airflow.sdk.execution_time import xcom as sdk_xcom
-from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+from airflow.sdk.execution_time import task_runner
+from airflow.sdk.execution_time.comms import GetTaskStates, GetXCom, TaskStatesResult, XComResult
 
 from airflow_dbt_provider.triggers.dbt_task_group import DONE_KEY, DbtNodeResultTrigger, record_key
 
@@ -38,18 +39,20 @@ class Producer:
 def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
     fake = Producer()
 
-    def get_task_states(**kwargs: Any) -> dict[str, Any]:
-        assert kwargs["task_ids"] == [PRODUCER]
-        fake.state_reads += 1
-        return {RUN: {PRODUCER: fake.state}}
+    class Channel:
+        """The triggerer's supervisor channel: answers on the loop, as ``TriggerCommsDecoder.asend``."""
 
-    def get_one(*, key: str, task_id: str, **kwargs: Any) -> Any:
-        assert task_id == PRODUCER
-        fake.xcom_reads.append(key)
-        return fake.xcoms.get(key)
+        async def asend(self, request: Any) -> Any:
+            if isinstance(request, GetTaskStates):
+                assert request.task_ids == [PRODUCER]
+                fake.state_reads += 1
+                return TaskStatesResult(task_states={RUN: {PRODUCER: fake.state}})
+            assert isinstance(request, GetXCom)
+            assert request.task_id == PRODUCER
+            fake.xcom_reads.append(request.key)
+            return XComResult(key=request.key, value=fake.xcoms.get(request.key))
 
-    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
-    monkeypatch.setattr(sdk_xcom.XCom, "get_one", staticmethod(get_one))
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(), raising=False)
     return fake
 
 
