@@ -57,7 +57,7 @@ from airflow_dbt_provider.cloud import (
 from airflow_dbt_provider.cloud.events import RunEvent, RunEventStatus
 from airflow_dbt_provider.cloud.pool import LoopCache
 from airflow_dbt_provider.hooks.dbt_cloud import DbtCloudHook
-from airflow_dbt_provider.triggers.supervisor import fetch_task_states, fetch_xcom
+from airflow_dbt_provider.trigger_comms import fetch_task_states, fetch_xcom
 
 TRIGGER_CLASSPATH = "airflow_dbt_provider.triggers.dbt_cloud.DbtCloudRunTrigger"
 DEFAULT_CONN_ID = "dbt_cloud_api_default"

@@ -6,7 +6,7 @@ producer's state and its index of finished nodes (two small reads however many n
 fetches a node's record only once it is listed. Each :class:`DbtNodeResultTrigger` just registers
 with that poller and awaits its answer, so a 1,000-node group costs the triggerer one poll, not
 1,000. Reads are Task SDK requests sent on the triggerer's own loop
-(:mod:`airflow_dbt_provider.triggers.supervisor`), so the event loop never blocks and the
+(:mod:`airflow_dbt_provider.trigger_comms`), so the event loop never blocks and the
 supervisor channel is never used from another thread (which kills Airflow 3.1's trigger runner).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_dbt_provider.triggers.supervisor import fetch_task_states, fetch_xcom
+from airflow_dbt_provider.trigger_comms import fetch_task_states, fetch_xcom
 
 #: XCom key of the producer's list of nodes with a published record.
 DONE_KEY = "dbt_build:done"
