@@ -40,14 +40,7 @@ def _pg_project(root: Path, seconds: int) -> Path:
 @pytest.fixture
 def pg_connection(postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> PostgresServer:
     postgres_server.create_database(DATABASE)
-    connection = {
-        "conn_type": "postgres",
-        "host": postgres_server.host,
-        "port": postgres_server.port,
-        "login": postgres_server.user,
-        "password": postgres_server.password,
-        "schema": DATABASE,
-    }
+    connection = postgres_server.airflow_connection(DATABASE)
     monkeypatch.setenv("AIRFLOW_CONN_STORAGE_PG", json.dumps(connection))
     return postgres_server
 
