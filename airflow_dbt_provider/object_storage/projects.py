@@ -16,7 +16,9 @@ when a task starts:
   lets the parse cache on object storage serve every worker.
 * A download goes into a staging directory next to the final one, published with one atomic
   rename, so two tasks fetching the same version at once both end with a complete tree (the
-  loser's copy is dropped) and a killed download leaves no half project behind.
+  loser's copy is dropped) and a killed download leaves no half project behind. Every file must
+  arrive with the size the listing gave it: a project re-uploaded mid-fetch is not kept under
+  the version of the listing.
 * Versions of the same source unused for :data:`PRUNE_AFTER` are deleted when a newer one lands.
 
 Only the project's own prefix is fetched: ``target/`` and ``logs/`` (dbt's outputs) are skipped,
@@ -169,10 +171,33 @@ def _download(source: Any, listing: dict[str, tuple[int, str]], destination: Pat
             f"project_dir={shown(url)!r} could not be downloaded ({type(exc).__name__}: {exc}); the "
             "objects may have changed during the fetch (the next try lists them again)"
         ) from exc
-    missing = [relative for relative in sorted(listing) if not (destination / relative).is_file()]
+    _check_arrived(listing, destination, url)
+
+
+def _check_arrived(listing: dict[str, tuple[int, str]], destination: Path, url: str) -> None:
+    """Every listed file arrived, with the size the listing gave it.
+
+    Why: the version is the hash of the *listing*; an object replaced between the listing and
+    its download would put other bytes under that version, for good (an unchanged version is
+    never downloaded again). A size check is free (no request); the staged copy is dropped.
+    """
+    missing, changed = [], []
+    for relative, (size, _) in sorted(listing.items()):
+        try:
+            arrived = (destination / relative).stat().st_size
+        except FileNotFoundError:
+            missing.append(relative)
+            continue
+        if arrived != size:
+            changed.append(f"{relative} ({arrived} bytes, listed with {size})")
     if missing:
         raise ObjectStorageError(
             f"project_dir={shown(url)!r}: {len(missing)} listed file(s) did not arrive, e.g. {missing[0]}"
+        )
+    if changed:
+        raise ObjectStorageError(
+            f"project_dir={shown(url)!r} changed while it was downloaded: {len(changed)} file(s) differ "
+            f"from the listing, e.g. {changed[0]}; nothing was kept (the next try lists it again)"
         )
 
 

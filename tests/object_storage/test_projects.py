@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.s3_server import Bucket, self_contained_project
 
 from airflow_dbt_provider.core.parse_cache import default_cache_dir
-from airflow_dbt_provider.object_storage import ObjectStorageError
+from airflow_dbt_provider.object_storage import ObjectStorageError, projects
 from airflow_dbt_provider.object_storage.projects import COMPLETE, PROJECTS_DIR, fetch_project
 from airflow_dbt_provider.operators.dbt import DbtLsOperator
 
@@ -168,3 +169,74 @@ def test_no_secret_in_errors(bucket: Bucket, cache_root: Path) -> None:
         fetch_project(f"s3://adp_s3:hunter2-secret@{bucket.name}/p?token=signed-secret", cache_root, LOG)
     assert "hunter2-secret" not in str(raised.value)
     assert "signed-secret" not in str(raised.value)
+
+
+def test_the_concurrent_download_brings_every_object_intact_with_one_get_each(
+    bucket: Bucket, cache_root: Path, tmp_path: Path
+) -> None:
+    """Hundreds of objects fetched at once (empty, tiny, and larger than one read chunk), one GET
+    per object after one listing: no HEAD, no second listing, no object fetched twice."""
+    local = self_contained_project(tmp_path / "src")
+    for i in range(300):
+        (local / "models" / "many" / f"m_{i:03d}.sql").parent.mkdir(parents=True, exist_ok=True)
+        (local / "models" / "many" / f"m_{i:03d}.sql").write_text(f"select {i} as id -- {'x' * (i * 7)}\n")
+    (local / "seeds" / "empty.csv").write_bytes(b"")
+    (local / "seeds" / "large.csv").write_bytes(bytes(range(256)) * 1200)  # 300 KiB: several chunks
+    bucket.upload(local, "projects/many")
+    with bucket.server.recording() as requests:
+        project = fetch_project(bucket.url("projects/many"), cache_root, LOG)
+    assert _tree(project) == _tree(local)
+    downloads = [r.path for r in requests if r.is_download]
+    assert len(downloads) == len(set(downloads)) == len(_tree(local))
+    others = [r for r in requests if not r.is_download]  # one listing (a page per 1,000 objects)
+    assert len(others) == 1
+    assert others[0].method == "GET"
+    assert "list-type" in others[0].query
+
+
+def test_a_project_replaced_during_the_download_is_not_kept_under_the_old_version(
+    s3_project: tuple[Path, str], bucket: Bucket, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version is the listing's hash: bytes uploaded after the listing must not be kept under it."""
+    _, url = s3_project
+    real_download = projects._download
+    key, body = "projects/jaffle_shop/models/staging/stg_orders.sql", b"select 2 as id -- re-uploaded\n"
+
+    def download_after_a_reupload(*args: Any) -> None:
+        bucket.server.client().put_object(Bucket=bucket.name, Key=key, Body=body)
+        real_download(*args)
+
+    monkeypatch.setattr(projects, "_download", download_after_a_reupload)
+    with pytest.raises(ObjectStorageError, match="changed while it was downloaded") as raised:
+        fetch_project(url, cache_root, LOG)
+    assert "models/staging/stg_orders.sql" in str(raised.value)
+    assert list((cache_root / PROJECTS_DIR).iterdir()) == []  # no version, no staging left
+
+    monkeypatch.setattr(projects, "_download", real_download)
+    project = fetch_project(url, cache_root, LOG)  # the next try lists the new content
+    assert (project / "models/staging/stg_orders.sql").read_bytes() == body
+
+
+def test_an_interrupted_download_never_leaves_a_usable_project(
+    s3_project: tuple[Path, str], bucket: Bucket, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill's interrupt after the bytes arrived but before the publishing rename: nothing is
+    published, the staging copy is gone, and the next task downloads the version afresh."""
+    local, url = s3_project
+    real_download = projects._download
+
+    def download_then_interrupt(*args: Any) -> None:
+        real_download(*args)
+        raise KeyboardInterrupt  # what Airflow's kill raises in the task
+
+    monkeypatch.setattr(projects, "_download", download_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_project(url, cache_root, LOG)
+    assert list((cache_root / PROJECTS_DIR).iterdir()) == []
+
+    monkeypatch.setattr(projects, "_download", real_download)
+    with bucket.server.recording() as requests:
+        project = fetch_project(url, cache_root, LOG)
+    assert sum(r.is_download for r in requests) == len(_tree(local))
+    assert _tree(project) == _tree(local)
+    assert (project.parent / COMPLETE).is_file()
