@@ -252,6 +252,16 @@ def _cold_workers(cold: dict[str, Any]) -> str:
         f"(a) ÷ (b): {fmt_ratio(cold['speedup_object_storage_vs_off'])}; "
         f"(a) ÷ (c): {fmt_ratio(cold['speedup_warm_local_vs_off'])} (ratios of medians, one run).",
     ]
+    warm = cold["arms"]["warm_local"]
+    if warm.get("in_task_unchanged_fetch_s"):
+        lines += [
+            "",
+            "The unchanged-fetch column is a second fetch in the sample's process (s3fs imported, "
+            "its client made);",
+            f"(c)'s own check, the first in its fresh process as in every Airflow task, took "
+            f"{fmt(warm['in_task_unchanged_fetch_s'])} s, {warm['in_task_unchanged_fetch_share']:.1%} "
+            "of its task.",
+        ]
     return "\n".join(lines) + "\n"
 
 

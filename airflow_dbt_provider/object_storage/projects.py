@@ -67,6 +67,7 @@ _VERSION_FIELDS = (
 
 def fetch_project(url: str, cache_root: Path, log: Logger) -> Path:
     """The local directory of the project at ``url``'s current version, downloading it if new."""
+    checking = time.monotonic()
     source = open_location(url, "project_dir")
     listing = _listing(source, url)
     version = content_version(_identity(source), listing)
@@ -75,10 +76,11 @@ def fetch_project(url: str, cache_root: Path, log: Logger) -> Path:
     if (final / COMPLETE).is_file():
         _mark_used(final)
         log.info(
-            "project_dir %s is unchanged (version %s, %d files): using %s",
+            "project_dir %s is unchanged (version %s, %d files, checked in %.2fs): using %s",
             shown(url),
             version,
             len(listing),
+            time.monotonic() - checking,
             project,
         )
         return project
