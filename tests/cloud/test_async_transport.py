@@ -48,20 +48,22 @@ RETRY = RetryPolicy(max_attempts=3, backoff_base=0.01, backoff_max=0.05)
 
 
 @asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[bytes]]]:
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, _Heads]]:
     """A loopback HTTP server running ``handler`` per connection.
 
     Yields its URL and the request heads it read (one entry per request, in order), so a test can
     count attempts and connections from the server's side.
     """
-    heads: list[bytes] = []
+    heads = _Heads()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.connections += 1
         try:
             await handler(_Recording(reader, heads), writer)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            heads.settled_connections += 1
             writer.close()
 
     server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
@@ -69,12 +71,36 @@ async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[bytes]]]
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", heads
 
 
+class _Heads(list[bytes]):
+    """The request heads a raw server read, and how far its connections have got.
+
+    The client and the server share one event loop, so when the client gives up, the server may
+    not yet have read the last attempt's head: ``settled()`` waits until every accepted connection
+    has had its head read or has ended, instead of counting too early.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections = 0
+        self.settled_connections = 0
+        self.read_connections = 0
+
+    async def settled(self, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.read_connections + self.settled_connections < self.connections:
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.connections} connections, not all read in {timeout} s")
+            await asyncio.sleep(0.01)
+
+
 class _Recording:
     """A StreamReader whose ``request()`` reads and records one request head (and any body)."""
 
-    def __init__(self, reader: asyncio.StreamReader, heads: list[bytes]) -> None:
+    def __init__(self, reader: asyncio.StreamReader, heads: _Heads) -> None:
         self.reader = reader
         self.heads = heads
+        self.first = True
 
     async def request(self) -> bytes:
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -82,6 +108,9 @@ class _Recording:
             if line.lower().startswith(b"content-length:"):
                 await self.reader.readexactly(int(line.split(b":", 1)[1]))
         self.heads.append(head)
+        if self.first:
+            self.first = False
+            self.heads.read_connections += 1
         return head
 
 
@@ -191,10 +220,13 @@ async def test_a_request_that_may_have_reached_the_server_is_repeated_only_when_
     handler: Handler,
 ) -> None:
     async with raw_server(handler) as (url, heads):
-        settings = raw_settings(url, timeout=0.3)
+        # Only `stall` needs the client's timeout (the others answer or hang up at once); it is
+        # long enough that a loaded machine still sends each request before it gives up.
+        settings = raw_settings(url, timeout=1.0 if handler is stall else 10.0)
         async with AsyncDbtCloudClient(settings) as client:
             with pytest.raises(DbtCloudTransientError, match="after 3 attempt"):
                 await client.get_account()
+            await heads.settled()
             # A GET is safe to repeat: our three attempts (aiohttp itself may add one per attempt
             # when the server dropped the connection).
             assert len(heads) in (3, 6)
@@ -203,6 +235,7 @@ async def test_a_request_that_may_have_reached_the_server_is_repeated_only_when_
             trigger = ep.trigger_run(settings, 11, TriggerRunOptions(cause="once"))
             with pytest.raises(DbtCloudTransientError, match="after 1 attempt"):
                 await client._send(trigger)
+            await heads.settled()
             assert len(heads) == 1
             assert heads[0].startswith(b"POST /api/v2/accounts/7/jobs/11/run/ ")
 
