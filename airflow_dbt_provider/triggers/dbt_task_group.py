@@ -209,6 +209,12 @@ class DbtNodeResultTrigger(BaseTrigger):
         record = event.get("record")
         if isinstance(record, dict) and self._ends_task(record, try_number):
             summary = node_summary(self.unique_id, self.producer_task_id, record)
+            self.log.info(
+                "%s: built by %s (dbt: %s); ending the task in the triggerer",
+                self.unique_id,
+                self.producer_task_id,
+                record.get("nodes"),
+            )
             yield TaskSuccessEvent(xcoms={"return_value": summary})
             return
         yield TriggerEvent(event)
