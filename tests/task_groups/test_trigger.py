@@ -41,6 +41,7 @@ class Producer:
         self.xcoms: dict[str, Any] = {}
         self.state_reads = 0
         self.xcom_reads: list[str] = []
+        self.listed_read: asyncio.Event | None = None  # set on each read of the index, if given
 
     def publish(self, unique_id: str, status: str, published_at: str = PUBLISHED) -> dict[str, Any]:
         record = {"status": status, "message": None, "published_at": published_at, "nodes": {}}
@@ -65,6 +66,8 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
             assert isinstance(request, GetXCom)
             assert (request.dag_id, request.run_id, request.task_id) == (DAG, RUN, PRODUCER)
             fake.xcom_reads.append(request.key)
+            if request.key == DONE_KEY and fake.listed_read is not None:
+                fake.listed_read.set()
             return XComResult(key=request.key, value=fake.xcoms.get(request.key))
 
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(), raising=False)
@@ -176,3 +179,24 @@ def test_started_from_the_trigger_it_reads_the_task_instance_and_waits_for_the_p
     later = asyncio.run(_first_event(started(2)))
     assert not isinstance(later, TaskSuccessEvent)
     assert later.payload["kind"] == "result"
+
+
+def test_a_node_the_last_poll_saw_listed_is_answered_without_waiting_a_round(producer: Producer) -> None:
+    """Node tasks start level by level as their upstream tasks end, typically after dbt built them:
+    such a waiter wakes the shared poll instead of waiting out ``poll_interval`` (30 s here)."""
+    later = "model.jaffle_shop.customers"
+    producer.publish(later, "success")
+
+    async def scenario() -> tuple[bool, TriggerEvent]:
+        producer.listed_read = asyncio.Event()
+        first = asyncio.ensure_future(_first_event(_trigger(NODE, poll_interval=30)))
+        await asyncio.wait_for(producer.listed_read.wait(), 10)  # the first poll saw `later` listed
+        event = await asyncio.wait_for(_first_event(_trigger(later, poll_interval=30)), 10)
+        still_waiting = not first.done()
+        first.cancel()
+        return still_waiting, event
+
+    still_waiting, event = asyncio.run(scenario())
+    assert isinstance(event, TaskSuccessEvent)
+    assert still_waiting  # nothing published for NODE: it waits for a regular round
+    assert producer.xcom_reads.count(DONE_KEY) == 2  # one early poll, not one per node
