@@ -116,15 +116,21 @@ class _Poller:
         state = producer_state(states, self.run_id, self.producer) or "none"
         if state in PRODUCER_NOT_STARTED - PRODUCER_ENDED:
             return  # its XComs may be an older try's until it starts (a task started from the trigger)
+        # Only the waiters registered before the index was read are answered this round: one that
+        # registers while the reads are in flight may be listed in an index read after it (and
+        # would be told "producer ended" although its record exists); it gets the next round.
+        waiting = list(self.waiters)
         done = set(await self._xcom(DONE_KEY) or ())
         self.listed = frozenset(done)
-        for unique_id in [u for u in self.waiters if u in done]:
+        for unique_id in [u for u in waiting if u in done]:
             record = await self._xcom(record_key(unique_id))
             if record is not None:
                 self._answer(unique_id, {"kind": "result", "record": record})
         if state in PRODUCER_ENDED:
-            for unique_id in list(self.waiters):
+            for unique_id in [u for u in waiting if u in self.waiters]:
                 self._answer(unique_id, {"kind": "producer_ended", "producer_state": state})
+        if any(u in done and u not in waiting for u in self.waiters):
+            self.wake.set()  # listed waiters that registered during the reads: one early round
 
     def _answer(self, unique_id: str, event: dict[str, Any]) -> None:
         for future in self.waiters.pop(unique_id, []):

@@ -42,6 +42,7 @@ class Producer:
         self.state_reads = 0
         self.xcom_reads: list[str] = []
         self.listed_read: asyncio.Event | None = None  # set on each read of the index, if given
+        self.on_record_read: Any = None  # awaited while a record is read, if given
 
     def publish(self, unique_id: str, status: str, published_at: str = PUBLISHED) -> dict[str, Any]:
         record = {"status": status, "message": None, "published_at": published_at, "nodes": {}}
@@ -68,6 +69,8 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> Producer:
             fake.xcom_reads.append(request.key)
             if request.key == DONE_KEY and fake.listed_read is not None:
                 fake.listed_read.set()
+            if request.key != DONE_KEY and fake.on_record_read is not None:
+                await fake.on_record_read()
             return XComResult(key=request.key, value=fake.xcoms.get(request.key))
 
     monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", Channel(), raising=False)
@@ -200,3 +203,29 @@ def test_a_node_the_last_poll_saw_listed_is_answered_without_waiting_a_round(pro
     assert isinstance(event, TaskSuccessEvent)
     assert still_waiting  # nothing published for NODE: it waits for a regular round
     assert producer.xcom_reads.count(DONE_KEY) == 2  # one early poll, not one per node
+
+
+def test_a_waiter_registering_while_a_round_reads_is_not_told_the_producer_ended(producer: Producer) -> None:
+    """The producer has ended and both records exist: a node task that starts while a round is
+    reading records must get its record (ending in the triggerer), not ``producer_ended`` (which
+    would resume it on a worker for nothing)."""
+    later = "model.jaffle_shop.customers"
+    producer.publish(NODE, "success")
+    producer.publish(later, "success")
+    producer.state = "success"
+    joined: list[asyncio.Future[TriggerEvent]] = []
+
+    async def start_another() -> None:
+        if not joined:
+            joined.append(asyncio.ensure_future(_first_event(_trigger(later, poll_interval=30))))
+            for _ in range(5):  # let it register with the poller while this read is in flight
+                await asyncio.sleep(0)
+
+    producer.on_record_read = start_another
+
+    async def scenario() -> list[TriggerEvent]:
+        first = await asyncio.wait_for(_first_event(_trigger(NODE, poll_interval=30)), 10)
+        return [first, await asyncio.wait_for(joined[0], 10)]
+
+    events = asyncio.run(scenario())
+    assert [type(e) for e in events] == [TaskSuccessEvent, TaskSuccessEvent], [e.payload for e in events]
