@@ -98,10 +98,3 @@ def test_start_from_trigger_only_where_the_scheduler_supports_it(
     on_worker = _operator(tmp_path)
     assert on_worker.start_from_trigger is False
     assert on_worker.start_trigger_args is None
-
-
-def test_the_version_gate_is_airflow_3_3() -> None:
-    from airflow import __version__
-
-    major, minor = (int(p) for p in __version__.split(".")[:2])
-    assert compat.HAS_START_FROM_TRIGGER is ((major, minor) >= (3, 3))
