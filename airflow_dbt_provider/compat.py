@@ -10,6 +10,9 @@ older Airflow, and the degradation is described in one place (docs/compatibility
 * **Trigger ``on_kill``** (Airflow 3.3): the triggerer tells a trigger its deferred task was killed.
   Without it, a task killed while deferred cannot cancel its dbt Cloud run from the triggerer; the
   deadline (``timeout``) still cancels it, in ``execute_complete``.
+* **``start_from_trigger``** (Airflow 3.3): the scheduler defers a task straight to its trigger,
+  without a worker. Airflow 3.1 and 3.2 ship the attribute but the scheduler's code for it is
+  commented out; there a ``single_build`` node task starts on a worker and defers.
 * **Declarative ``conn-fields``** (Airflow 3.2): the connection form reads our extra fields from
   provider info. On 3.1 the hooks' ``get_connection_form_widgets``/``get_ui_field_behaviour``
   (built here from the same provider info) show them instead; 3.2+ skips those methods.
@@ -35,6 +38,8 @@ _RELEASE = tuple(int(part) for part in re.findall(r"\d+", AIRFLOW_VERSION)[:2])
 HAS_TASK_STATE_STORE: bool = _RELEASE >= (3, 3)
 #: The triggerer calls ``BaseTrigger.on_kill`` when the deferred task is killed.
 HAS_TRIGGER_ON_KILL: bool = _RELEASE >= (3, 3)
+#: The scheduler starts a task with ``start_from_trigger`` in the triggerer.
+HAS_START_FROM_TRIGGER: bool = _RELEASE >= (3, 3)
 #: Provider info's ``conn-fields`` drive the connection form.
 HAS_DECLARATIVE_CONN_FIELDS: bool = _RELEASE >= (3, 2)
 
@@ -50,6 +55,7 @@ except ImportError:  # Airflow 3.1
 __all__ = [
     "AIRFLOW_VERSION",
     "HAS_DECLARATIVE_CONN_FIELDS",
+    "HAS_START_FROM_TRIGGER",
     "HAS_TASK_STATE_STORE",
     "HAS_TRIGGER_ON_KILL",
     "AirflowSensorTimeout",

@@ -16,16 +16,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import Context
+from airflow.sdk import AssetAlias, Context
 
+from airflow_dbt_provider.assets import BuiltAsset, emit_asset_events
+from airflow_dbt_provider.compat import HAS_START_FROM_TRIGGER
 from airflow_dbt_provider.core import DbtResult
 from airflow_dbt_provider.operators.dbt import DbtBuildOperator
 from airflow_dbt_provider.triggers.dbt_task_group import (
     DONE_KEY,
     FINISHED_KEY,
     PRODUCER_ENDED,
+    PRODUCER_NOT_STARTED,
     DbtNodeResultTrigger,
+    node_summary,
     producer_state,
+    published_since,
     record_key,
 )
 
@@ -56,8 +61,6 @@ class DbtNodeOperator(DbtBuildOperator):
 
 # -- single_build ------------------------------------------------------------------------------------
 
-#: Producer states before it has started its try: its XComs may still be an older try's.
-_NOT_STARTED = frozenset({"none", "scheduled", "removed"})
 #: Node statuses that count as the node (or one of its tests) failing.
 _FAILED = frozenset({"error", "fail", "runtime error"})
 #: Seconds between reschedules while the producer has not started: 5 s backing off to 60 s.
@@ -261,25 +264,68 @@ class DbtNodeResultOperator(DbtNodeOperator):
     producer not yet queued → reschedules (5 s backing off to 60 s), so ``airflow dags test``,
     which runs one task at a time, works. A producer that ended without finishing (killed, timed
     out) fails the unfinished node tasks, naming it; clearing them builds each alone.
+
+    No worker slot on the success path: the trigger ends the task itself from a fresh success
+    record, and on Airflow >= 3.3 the task also *starts* in the triggerer (``start_from_trigger``),
+    the trigger waiting while the producer has not started. Failures resume on a worker.
+
+    Asset events: the producer's builds get theirs from the group's end task; this task emits its
+    node's event (through ``group_alias``) only when it built the node itself.
+
+    :param producer_task_id: the group's ``dbt_build`` task.
+    :param poll_interval: seconds between the trigger's shared polls.
+    :param group_alias: the group's ``AssetAlias`` name (the task's outlet when it has a relation).
+    :param node_uri: the node's Asset URI; ``None`` for a test, which builds no relation.
     """
 
-    def __init__(self, *, producer_task_id: str, poll_interval: float = 2.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        producer_task_id: str,
+        poll_interval: float = 2.0,
+        group_alias: str | None = None,
+        node_uri: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if group_alias and node_uri:
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), AssetAlias(name=group_alias)]
         super().__init__(**kwargs)
         self.producer_task_id = producer_task_id
         self.poll_interval = poll_interval
+        self.group_alias = group_alias
+        self.node_uri = node_uri
+        if HAS_START_FROM_TRIGGER:
+            from airflow.triggers.base import StartTriggerArgs
+
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls=f"{DbtNodeResultTrigger.__module__}.{DbtNodeResultTrigger.__qualname__}",
+                trigger_kwargs={
+                    "producer_task_id": producer_task_id,
+                    "unique_id": self.unique_id,
+                    "poll_interval": poll_interval,
+                },
+                next_method="execute_complete",
+                next_kwargs=None,
+                timeout=None,
+            )
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Settle from the producer's record, wait for it, or build the node."""
         return self._settle(context)
 
     def execute_complete(self, context: Context, event: Any = None) -> dict[str, Any]:
-        """Back from the trigger: decide again from the current record and producer state."""
+        """Back from the trigger: decide again from the current record and producer state.
+
+        Also reached under ``airflow dags test`` after the trigger's ``TaskSuccessEvent`` (its
+        payload is the state, ``"success"``): the fresh success record is then found again.
+        """
         return self._settle(context)
 
     def _settle(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
         state = self._producer_state(ti)
-        if state in _NOT_STARTED:
+        if state in PRODUCER_NOT_STARTED:
             self._reschedule(ti, state)
         record = ti.xcom_pull(task_ids=self.producer_task_id, key=record_key(self.unique_id))
         if record is not None and self._fresh(ti, record):
@@ -287,7 +333,7 @@ class DbtNodeResultOperator(DbtNodeOperator):
                 self.log.info(
                     "%s: built by %s (dbt: %s)", self.unique_id, self.producer_task_id, record["nodes"]
                 )
-                return {"unique_id": self.unique_id, "source": self.producer_task_id, **record}
+                return node_summary(self.unique_id, self.producer_task_id, record)
             if record["status"] == "error":
                 raise DbtNodeFailedError(
                     f"dbt build ({self.producer_task_id}) failed {self.unique_id}: {record['message']}"
@@ -298,13 +344,17 @@ class DbtNodeResultOperator(DbtNodeOperator):
             self.log.info("The record of %s predates this try; building it here", self.unique_id)
             return self._build(context)
         if state not in PRODUCER_ENDED:
+            try_number = int(ti.try_number or 1)
+            started = getattr(ti, "start_date", None)
             self.defer(
                 trigger=DbtNodeResultTrigger(
-                    dag_id=ti.dag_id,
-                    run_id=ti.run_id,
                     producer_task_id=self.producer_task_id,
                     unique_id=self.unique_id,
+                    dag_id=ti.dag_id,
+                    run_id=ti.run_id,
                     poll_interval=self.poll_interval,
+                    try_number=try_number,
+                    not_before=started.isoformat() if try_number > 1 and started else None,
                 ),
                 method_name="execute_complete",
             )
@@ -318,17 +368,18 @@ class DbtNodeResultOperator(DbtNodeOperator):
         return self._build(context)
 
     def _build(self, context: Context) -> dict[str, Any]:
-        return DbtNodeOperator.execute(self, context)
+        """Build the node here (as ``per_node``); the task then emits its node's Asset event."""
+        summary = DbtNodeOperator.execute(self, context)
+        if self.group_alias and self.node_uri:
+            built = [BuiltAsset(self.unique_id, self.node_uri)]
+            emit_asset_events(context, self.group_alias, built, self.log)
+        return summary
 
     def _fresh(self, ti: Any, record: Mapping[str, Any]) -> bool:
         """A first try trusts any record; a later try only one published after it started."""
         if int(ti.try_number or 1) <= 1:
             return True
-        started = getattr(ti, "start_date", None)
-        published = record.get("published_at")
-        if started is None or not published:
-            return False
-        return datetime.fromisoformat(published) >= started
+        return published_since(dict(record), getattr(ti, "start_date", None))
 
     def _producer_state(self, ti: Any) -> str:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance

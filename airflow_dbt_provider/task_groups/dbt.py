@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from airflow.sdk import Asset, BaseOperator, TaskGroup
+from airflow.sdk import Asset, AssetAlias, BaseOperator, TaskGroup
 
-from airflow_dbt_provider.assets import asset_uri
+from airflow_dbt_provider.assets import BuiltAsset, asset_uri, emit_asset_events
 from airflow_dbt_provider.core.errors import DbtConfigurationError
 from airflow_dbt_provider.core.manifest_graph import GraphNode, ProjectGraph
 from airflow_dbt_provider.core.parse_cache import default_cache_dir
@@ -149,18 +149,25 @@ class DbtTaskGroup(TaskGroup):
         exclude = list(self.selection.exclude) or None
         task_ids = _task_ids(self.graph.nodes)
         adapter = self.graph.adapter_type
+        uris = {n.unique_id: _node_uri(adapter, n) for n in self.graph.nodes if n.resource_type != "test"}
         node_class: type[DbtNodeOperator] = DbtNodeOperator
         if self.mode == "single_build":
             node_class = DbtNodeResultOperator
-            common = {**common, "producer_task_id": self._render_producer(common, task_ids)}
+            alias = group_asset_alias(self.dag.dag_id if self.dag else None, self.group_id)
+            producer_id = self._render_producer(common, task_ids, alias, uris)
+            common = {**common, "producer_task_id": producer_id, "group_alias": alias}
         for node in self.graph.nodes:
-            outlets = [Asset(uri=_node_uri(adapter, node))] if node.resource_type != "test" else []
+            uri = uris.get(node.unique_id)
+            if self.mode == "single_build":
+                per_task: dict[str, Any] = {"node_uri": uri}
+            else:
+                per_task = {"outlets": [Asset(uri=uri)] if uri else []}
             task = node_class(
                 task_id=task_ids[node.unique_id],
                 unique_id=node.unique_id,
                 node_select=node.selector,
                 exclude=exclude,
-                outlets=outlets,
+                **per_task,
                 **common,
             )
             _link([self.node_tasks[uid] for uid in node.upstream if uid in self.node_tasks], [task])
@@ -168,7 +175,9 @@ class DbtTaskGroup(TaskGroup):
         if source_freshness:
             self._render_freshness(common)
 
-    def _render_producer(self, common: dict[str, Any], task_ids: Mapping[str, str]) -> str:
+    def _render_producer(
+        self, common: dict[str, Any], task_ids: Mapping[str, str], alias: str, uris: Mapping[str, str]
+    ) -> str:
         """``<group>.dbt_build`` (first in the queue) and ``<group>.end`` (``all_done``) after it."""
         from airflow_dbt_provider.operators.dbt_node import DbtBuildProducerOperator
 
@@ -190,7 +199,13 @@ class DbtTaskGroup(TaskGroup):
             selector=selection.selector,
             **{**common, "priority_weight": PRODUCER_PRIORITY, "weight_rule": "absolute"},
         )
-        producer >> _GroupEnd(task_id=END_TASK_ID, trigger_rule="all_done")
+        producer >> _GroupEnd(
+            task_id=END_TASK_ID,
+            trigger_rule="all_done",
+            producer_task_id=producer.task_id,
+            group_alias=alias,
+            node_uris=dict(uris),
+        )
         self.producer = producer
         return producer.task_id
 
@@ -237,13 +252,52 @@ class DbtTaskGroup(TaskGroup):
         )
 
 
+def group_asset_alias(dag_id: str | None, group_id: str | None) -> str:
+    """The ``AssetAlias`` name of a ``single_build`` group: ``dbt:<dag_id>.<group_id>``.
+
+    Every Asset event of the group's nodes goes through it (the node tasks and ``<group>.end``
+    have it as outlet), so a DAG can also be scheduled on the whole group's builds.
+    """
+    if not dag_id:
+        raise ValueError("DbtTaskGroup(mode='single_build') must be created inside a DAG")
+    return f"dbt:{dag_id}.{group_id}"
+
+
 class _GroupEnd(BaseOperator):
-    """Follows the producer whatever its outcome, so the group's outcome is its nodes' outcomes."""
+    """Follows the producer whatever its outcome, so the group's outcome is its nodes' outcomes.
+
+    It also emits the Asset events of the nodes the producer built: a node task that ends from a
+    success record (in the triggerer, through ``TaskSuccessEvent``, or on a worker) records none,
+    since Airflow registers asset events only for a task that succeeds on a worker. One event per
+    node whose record is ``success``, through the group's alias; nodes that failed, were skipped
+    or never finished get theirs from the node task that builds them.
+    """
 
     ui_color = "#e8f7e4"
 
+    def __init__(
+        self, *, producer_task_id: str, group_alias: str, node_uris: Mapping[str, str], **kwargs: Any
+    ) -> None:
+        super().__init__(outlets=[AssetAlias(name=group_alias)], **kwargs)
+        self.producer_task_id = producer_task_id
+        self.group_alias = group_alias
+        self.node_uris = node_uris
+
     def execute(self, context: Any) -> None:
-        """Nothing to do: the node tasks carry the results."""
+        """One Asset event per node the producer's build reported a success for."""
+        from airflow_dbt_provider.triggers.dbt_task_group import DONE_KEY, record_key
+
+        ti = context["ti"]
+        done = ti.xcom_pull(task_ids=self.producer_task_id, key=DONE_KEY) or []
+        built = []
+        for unique_id in done:
+            uri = self.node_uris.get(unique_id)
+            if uri is None:
+                continue
+            record = ti.xcom_pull(task_ids=self.producer_task_id, key=record_key(unique_id))
+            if isinstance(record, dict) and record.get("status") == "success":
+                built.append(BuiltAsset(unique_id, uri))
+        emit_asset_events(context, self.group_alias, built, self.log, {"producer": self.producer_task_id})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

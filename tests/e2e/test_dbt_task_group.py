@@ -1,8 +1,8 @@
 """The DbtTaskGroup example DAG (``single_build`` on DuckDB) on a real deployment.
 
 The scheduler runs the producer and the node tasks side by side on LocalExecutor: node tasks
-that start while the producer builds defer to the shared-poll trigger in the real triggerer and
-end with their own node's record, read back through the REST API.
+wait in the real triggerer on the shared-poll trigger (on Airflow >= 3.3 they also start there)
+and the producer's success records end them there, read back through the REST API.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from support.airflow_api import AirflowApi
 from support.dbt_projects import TASK_GROUP_NODES
 
 from airflow_dbt_provider.artifacts import decode_artifact
+from airflow_dbt_provider.compat import HAS_START_FROM_TRIGGER
 
 pytestmark = pytest.mark.e2e
 
@@ -40,20 +41,30 @@ def test_single_build_group_runs_green_with_deferred_node_tasks(airflow: Airflow
         "jaffle_shop.dbt_build": "success",
         "jaffle_shop.end": "success",
     }
-    deferred = [
-        n
-        for n in NODES
-        if "Pausing task as DEFERRED" in airflow.task_log_text(DAG_ID, run_id, f"jaffle_shop.{n}")
-    ]
-    assert deferred, "no node task deferred while the producer was building"
+    # Node tasks waited in the triggerer, and there the producer's success records ended them:
+    # the trigger's own line is in the task's log (Airflow serves the triggerer's part with it).
+    logs = {n: airflow.task_log_text(DAG_ID, run_id, f"jaffle_shop.{n}") for n in NODES}
+    in_triggerer = {n for n, log in logs.items() if "ending the task in the triggerer" in log}
+    assert in_triggerer, "no node task ended in the triggerer"
+    tis = {ti["task_id"]: ti for ti in airflow.task_instances(DAG_ID, run_id)}
+    if HAS_START_FROM_TRIGGER:
+        # Airflow >= 3.3: they also started there (the scheduler deferred them itself), so none
+        # took a worker slot: never queued to the executor, no worker log at all.
+        assert in_triggerer == set(NODES), sorted(set(NODES) - in_triggerer)
+        for name in NODES:
+            ti = tis[f"jaffle_shop.{name}"]
+            assert ti["queued_when"] is None, (name, ti)
+            assert "Pausing task as DEFERRED" not in logs[name], name
     for name in NODES:
         record = airflow.xcom(DAG_ID, run_id, f"jaffle_shop.{name}")
         assert record["source"] == "jaffle_shop.dbt_build", (name, record)
         assert record["status"] == "success"
+    # One Asset event per relation, all from <group>.end: the producer built every node, and a node
+    # task ending from its record (in the triggerer or not) records none.
     events = airflow.asset_events(source_dag_id=DAG_ID, source_run_id=run_id)
-    by_task = {e["source_task_id"]: e["uri"] for e in events}
-    assert by_task["jaffle_shop.customers"].endswith("/main/customers")
-    assert len(by_task) == len(NODES) - 1  # the relationships test task has no relation
+    sources = sorted((e["uri"].rsplit("/", 1)[-1], e["source_task_id"]) for e in events)
+    relations = sorted(n for n in NODES if not n.startswith("relationships_"))
+    assert sources == [(n, "jaffle_shop.end") for n in relations], sources
 
 
 KILL_DAG = "e2e_dbt_task_group_kill"
@@ -104,6 +115,12 @@ def test_killed_producer_fails_unfinished_nodes_and_clearing_builds_only_them(
     rebuilt = airflow.task_log_text(KILL_DAG, run_id, "jaffle.slow", tries_after["jaffle.slow"])
     assert "building it here" in rebuilt, rebuilt[-6000:]
     assert airflow.xcom(KILL_DAG, run_id, "jaffle.slow")["nodes"] == 1
+    # Assets: the nodes the killed producer had finished from <group>.end, `slow` from its own task.
+    events = airflow.asset_events(source_dag_id=KILL_DAG, source_run_id=run_id)
+    sources = {e["uri"].rsplit("/", 1)[-1]: e["source_task_id"] for e in events}
+    assert len(events) == len(sources), events  # one event per relation
+    assert sources["slow"] == "jaffle.slow"
+    assert sources["customers"] == "jaffle.end"
 
 
 PG_DAG = "e2e_dbt_task_group_pg"

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 from support.cloud_dags import EXAMPLE_DAGS, run_dag
+from task_groups.test_single_build import asset_events
 
 from airflow_dbt_provider.task_groups.dbt import DbtTaskGroup
 
@@ -38,5 +39,8 @@ def test_example_task_group_dag_runs_green(tmp_path: Path, monkeypatch: pytest.M
     # Node tasks ended from the producer's records: none ran dbt itself.
     for task_id in node_tasks:
         assert result.xcom(task_id, "return_value")["source"] == "jaffle_shop.dbt_build", task_id
+    # One Asset event per relation, all from <group>.end: the producer built every node.
+    uris = sorted(t.node_uri for t in groups[0].node_tasks.values() if t.node_uri)
+    assert asset_events(dag.dag_id, result.run_id) == [(uri, "jaffle_shop.end") for uri in uris]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select count(*) from main.customers").fetchone() == (10,)

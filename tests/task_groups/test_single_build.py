@@ -8,13 +8,13 @@ from typing import Any
 
 import duckdb
 import pytest
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetAlias
 from support.cloud_dags import run_dag
 from support.dbt_projects import copy_project
 from task_groups.test_per_node import GUARD_TEST, STG_ORDERS, add_guarded_test
 
 from airflow_dbt_provider.operators.dbt import decode_artifact
-from airflow_dbt_provider.task_groups.dbt import PRODUCER_PRIORITY, DbtTaskGroup
+from airflow_dbt_provider.task_groups.dbt import PRODUCER_PRIORITY, DbtTaskGroup, group_asset_alias
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -51,6 +51,8 @@ def test_single_build_reports_each_node_and_a_retry_builds_only_the_failed_one(t
     assert producer.downstream_task_ids == {"jaffle.end"}
     assert dag.task_dict["jaffle.end"].trigger_rule == "all_done"
     assert all(not t.upstream_task_ids & {"jaffle.dbt_build"} for t in group.node_tasks.values())
+    alias = group_asset_alias(dag.dag_id, "jaffle")
+    assert alias == "dbt:dbt_task_group_single_build.jaffle"
     result = run_dag(dag)
     node_tasks = {uid: t.task_id for uid, t in group.node_tasks.items()}
     states = {task_id: result.state(task_id) for task_id in node_tasks.values()}
@@ -80,3 +82,33 @@ def test_single_build_reports_each_node_and_a_retry_builds_only_the_failed_one(t
     assert result.try_number("jaffle.orders") == 1
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select count(*) from main.customers").fetchone() == (10,)
+    # Assets: exactly one event per relation, from the task that built it: <group>.end for the
+    # producer's builds (node tasks ending from a record emit none), the node task for its own.
+    expected = {
+        (
+            task.node_uri,
+            "jaffle.end" if result.xcom(task.task_id, "return_value").get("source") else task.task_id,
+        )
+        for task in group.node_tasks.values()
+        if task.node_uri
+    }
+    assert len(expected) == 9
+    assert {source for _, source in expected} > {"jaffle.end", "jaffle.stg_orders", "jaffle.orders"}
+    assert asset_events(dag.dag_id, result.run_id) == sorted(expected)
+    assert all(t.outlets == [AssetAlias(name=alias)] for t in group.node_tasks.values() if t.node_uri)
+    assert dag.task_dict["jaffle.end"].outlets == [AssetAlias(name=alias)]
+
+
+def asset_events(dag_id: str, run_id: str) -> list[tuple[str, str]]:
+    """``(uri, source_task_id)`` of every Asset event the DAG run recorded."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetModel.uri, AssetEvent.source_task_id)
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run_id)
+        )
+        return sorted((row[0], row[1]) for row in rows)

@@ -17,10 +17,25 @@ def test_version_facts_follow_the_running_airflow() -> None:
     assert (release >= (3, 3)) == compat.HAS_TASK_STATE_STORE
     assert (release >= (3, 3)) == compat.HAS_TRIGGER_ON_KILL
     assert (release >= (3, 2)) == compat.HAS_DECLARATIVE_CONN_FIELDS
+    assert (release >= (3, 3)) == compat.HAS_START_FROM_TRIGGER
     from airflow.triggers.base import BaseTrigger
 
     # The fact the on_kill notice rests on: the triggerer only calls on_kill where BaseTrigger has it.
     assert hasattr(BaseTrigger, "on_kill") == compat.HAS_TRIGGER_ON_KILL
+
+
+def test_start_from_trigger_is_where_the_scheduler_defers_tasks_itself() -> None:
+    """The fact HAS_START_FROM_TRIGGER rests on: ``DagRun.schedule_tis`` calls ``defer_task`` for a
+    task with ``start_from_trigger`` (Airflow 3.3); on 3.1/3.2 that call is commented out."""
+    import inspect
+
+    from airflow.models.dagrun import DagRun
+
+    source = inspect.getsource(DagRun.schedule_tis)
+    live = [
+        line for line in source.splitlines() if "defer_task(" in line and not line.strip().startswith("#")
+    ]
+    assert bool(live) == compat.HAS_START_FROM_TRIGGER
 
 
 def test_the_configuration_is_airflows() -> None:
