@@ -298,10 +298,13 @@ def trigger_dropped(deployment: AirflowDeployment, dag_id: str, run_id: str, try
     """Whether the triggerer has ended the trigger of that try (its ``trigger completed`` line).
 
     The triggerer names a trigger ``dag/run/task/map_index/try (ID n)`` and logs ``trigger
-    completed`` when its coroutine ends: fired, or cancelled because its task left ``deferred``.
+    completed`` when its coroutine ends: fired, or cancelled because its task left ``deferred``
+    (after the trigger's ``cleanup``). The line goes to the try's trigger log
+    (``attempt=<try>.log.trigger.<job>.log``) or to the triggerer's own log.
     """
     name = f"{dag_id}/{run_id}/run_job/-1/{try_number} (ID "
-    files = [deployment.component("triggerer").log_path, *deployment.task_log_files()]
+    try_logs = deployment.logs_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=run_job"
+    files = [deployment.component("triggerer").log_path, *try_logs.glob(f"attempt={try_number}.log*")]
     for path in files:
         with contextlib.suppress(OSError):
             for line in path.read_text(errors="replace").splitlines():
