@@ -29,6 +29,7 @@ from airflow_dbt_provider.core.retry_state import (
 from airflow_dbt_provider.logs import Logger
 from airflow_dbt_provider.object_storage import is_url
 from airflow_dbt_provider.object_storage.artifacts import ObjectStorageStateFiles
+from airflow_dbt_provider.object_storage.locations import shown
 from airflow_dbt_provider.task_state import TaskStateStore, has_task_state_store
 
 #: What a try does when the task state store is absent or fails.
@@ -48,16 +49,21 @@ class RetryFromFailure:
     ) -> None:
         self._log = log
         fallback = None
+        #: Where a failed try's state goes, as the task log names it.
+        self._kept_in = "the task state store"
         if artifacts_dir and not has_task_state_store():
             ti = context["ti"]
             owner = json.dumps([ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1)])
             files = ObjectStorageStateFiles(str(artifacts_dir)) if is_url(artifacts_dir) else artifacts_dir
             fallback = ArtifactsDirStore(files, owner)
+            self._kept_in = (
+                f"artifacts_dir {shown(str(artifacts_dir)) if is_url(artifacts_dir) else artifacts_dir}"
+            )
             log.info(
                 "Airflow %s has no task state store (3.3 adds it): retry_from_failure keeps its "
-                "state in artifacts_dir %s, which every try of this task must reach",
+                "state in %s, which every try of this task must reach",
                 AIRFLOW_VERSION,
-                artifacts_dir,
+                self._kept_in,
             )
         self._store = TaskStateStore(
             context, log, without=WITHOUT_STORE, warn_if_absent=True, fallback=fallback
@@ -94,6 +100,5 @@ class RetryFromFailure:
             self._store.delete(STATE_KEY)
         elif self._store.set(STATE_KEY, state):
             self._log.info(
-                "Kept %d failed/skipped node(s) in the task state store for a retry",
-                len(state["retry_nodes"]),
+                "Kept %d failed/skipped node(s) in %s for a retry", len(state["retry_nodes"]), self._kept_in
             )

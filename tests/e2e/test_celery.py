@@ -26,6 +26,7 @@ from support.e2e_cloud import (
     create_connection,
     finish_runs,
     kill_deferred_task,
+    kill_deferred_task_without_trigger_on_kill,
     run_id_of,
     run_polls,
     summarize_requests,
@@ -33,6 +34,7 @@ from support.e2e_cloud import (
 )
 from support.postgres import PostgresServer
 from support.redis_server import RedisServer
+from support.s3_server import Bucket, S3Server
 
 from airflow_dbt_provider.artifacts import decode_artifact
 from airflow_dbt_provider.compat import HAS_START_FROM_TRIGGER, HAS_TASK_STATE_STORE, HAS_TRIGGER_ON_KILL
@@ -45,6 +47,11 @@ WAREHOUSE_DB = "celery_warehouse"
 #: The emulator default world's job whose run stays in flight for 10 minutes at real-time speed.
 LONG = 40003
 JAFFLE_NODES = TASK_GROUP_NODES
+#: ``celery_dbt_retry``'s ``artifacts_dir`` (tests/e2e/celery_dags/celery_dbt_retry.py): a bucket
+#: on the loopback S3 server every worker reaches, and the prefix the DAG writes under.
+ARTIFACTS_BUCKET, RETRY_ARTIFACTS = "adp-celery-e2e", "celery_dbt_retry/build"
+#: The file ``retry_from_failure`` keeps its state in without a task state store (Airflow < 3.3).
+RETRY_STATE_FILE = f"{RETRY_ARTIFACTS}/.dbt_retry_from_failure.json"
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +61,19 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
+def artifacts_bucket() -> Iterator[Bucket]:
+    """The object storage every machine reaches: moto's S3 server on loopback, one bucket."""
+    with S3Server() as server:
+        server.client().create_bucket(Bucket=ARTIFACTS_BUCKET)
+        yield Bucket(server, ARTIFACTS_BUCKET)
+
+
+@pytest.fixture(scope="module")
 def celery_deployment(
-    postgres_server: PostgresServer, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    postgres_server: PostgresServer,
+    redis_server: RedisServer,
+    artifacts_bucket: Bucket,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CeleryDeployment]:
     metadata = postgres_server.create_database("airflow_e2e_celery")
     warehouse = postgres_server.create_database(WAREHOUSE_DB)
@@ -67,8 +85,11 @@ def celery_deployment(
         db_url=postgres_server.uri(metadata, scheme="postgresql+psycopg2"),
         broker_url=redis_server.url(),
         result_backend=postgres_server.uri(metadata, scheme="db+postgresql"),
-        # The warehouse connection every machine has (as from a secrets backend).
-        env={"AIRFLOW_CONN_CELERY_WAREHOUSE": json.dumps(connection)},
+        # The warehouse and object-storage connections every machine has (as from a secrets backend).
+        env={
+            "AIRFLOW_CONN_CELERY_WAREHOUSE": json.dumps(connection),
+            **dict([artifacts_bucket.connection_env()]),
+        },
         # ADP_E2E_CELERY_DEFAULTS=1: Airflow's own heartbeats and intervals (see docs/e2e.md).
         defaults=os.environ.get("ADP_E2E_CELERY_DEFAULTS") == "1",
     )
@@ -169,14 +190,17 @@ def test_task_group_single_build_spans_both_workers(
         assert list(cache.glob("*.json")), f"{name} has no rendered manifest of its own in {cache}"
 
 
-@pytest.mark.skipif(
-    not HAS_TASK_STATE_STORE,
-    reason="without a task state store (Airflow < 3.3) the retry state crosses workers only through an "
-    "artifacts_dir every worker reaches (object storage: tests/object_storage/test_cold_workers.py)",
-)
 def test_retry_from_failure_retries_on_the_other_worker_with_only_what_failed(
-    celery_deployment: CeleryDeployment, airflow: AirflowApi, postgres_server: PostgresServer
+    celery_deployment: CeleryDeployment,
+    airflow: AirflowApi,
+    postgres_server: PostgresServer,
+    artifacts_bucket: Bucket,
 ) -> None:
+    """The retry lands on the machine without try 1's files and runs only what failed.
+
+    The state crosses machines through the task state store (Airflow 3.3) or, before 3.3, through
+    the ``artifacts_dir`` on object storage (a state file next to the uploaded artifacts).
+    """
     dag_id, task_id = "celery_dbt_retry", "build"
     postgres_server.execute(
         "drop schema if exists retry_ctl cascade; create schema retry_ctl; "
@@ -203,8 +227,13 @@ def test_retry_from_failure_retries_on_the_other_worker_with_only_what_failed(
 
     tries = [(t["try_number"], t["state"], t["hostname"]) for t in _tries(airflow, dag_id, run_id, task_id)]
     assert tries == [(1, "failed", "worker_a"), (2, "success", "worker_b")]
+    kept_in = (
+        "the task state store"
+        if HAS_TASK_STATE_STORE
+        else f"artifacts_dir {artifacts_bucket.url(RETRY_ARTIFACTS)}"
+    )
     first_log = airflow.task_log_text(dag_id, run_id, task_id, 1)
-    assert "Kept 2 failed/skipped node(s) in the task state store for a retry" in first_log, first_log[-3000:]
+    assert f"Kept 2 failed/skipped node(s) in {kept_in} for a retry" in first_log, first_log[-3000:]
     retry_log = airflow.task_log_text(dag_id, run_id, task_id, 2)
     assert "Try 2: dbt retry runs only the 2 node(s) that failed or were skipped before" in retry_log, (
         retry_log[-3000:]
@@ -216,6 +245,24 @@ def test_retry_from_failure_retries_on_the_other_worker_with_only_what_failed(
         "model.celery_retry.downstream": "success",
     }
     assert postgres_server.execute("select last_value from retry_ctl.attempts", WAREHOUSE_DB) == [(2,)]
+
+    # Both tries uploaded their artifacts to the shared artifacts_dir; the last word is the retry's.
+    uploaded = artifacts_bucket.objects(RETRY_ARTIFACTS)
+    assert f"{RETRY_ARTIFACTS}/dbt.log" in uploaded, sorted(uploaded)
+    last = json.loads(uploaded[f"{RETRY_ARTIFACTS}/run_results.json"])
+    assert sorted(r["unique_id"] for r in last["results"]) == [
+        "model.celery_retry.downstream",
+        "model.celery_retry.flaky",
+    ]
+    # Without a task state store the state went through object storage: written by try 1 on
+    # worker_a, read by try 2 on worker_b, and forgotten once the retry succeeded.
+    state_calls = [r.method for r in artifacts_bucket.server.requests() if r.path.endswith(RETRY_STATE_FILE)]
+    assert RETRY_STATE_FILE not in uploaded
+    if HAS_TASK_STATE_STORE:
+        assert state_calls == [], state_calls
+    else:
+        assert {"PUT", "GET"} <= set(state_calls), state_calls
+        assert state_calls.index("PUT") < state_calls.index("GET"), state_calls
 
 
 # --- dbt Cloud ---------------------------------------------------------------------------------
@@ -269,17 +316,17 @@ def test_deferred_cloud_run_and_sensor_on_both_workers(
         assert cloud.token not in airflow.task_log_text(dag_id, run_id, task_id), task_id
 
 
-@pytest.mark.skipif(
-    not HAS_TRIGGER_ON_KILL,
-    reason="Airflow < 3.3 has no trigger on_kill: a task killed while deferred cannot cancel its run "
-    "(documented; the run is still cancelled at the timeout)",
-)
 @pytest.mark.parametrize("action", ["mark_failed", "clear"])
 def test_kill_while_deferred_cancels_the_run(
     celery_deployment: CeleryDeployment, airflow: AirflowApi, cloud: DbtCloudEmulator, action: str
 ) -> None:
+    """Airflow 3.3: the trigger's on_kill cancels the run. Before 3.3 (no trigger on_kill) the
+    documented degradation instead: the task log says so once, and the run is left in flight."""
     dag_id = "celery_cloud_deferred_job"
-    kill_deferred_task(celery_deployment, cloud, action, dag_id=dag_id)
+    if HAS_TRIGGER_ON_KILL:
+        kill_deferred_task(celery_deployment, cloud, action, dag_id=dag_id)
+    else:
+        kill_deferred_task_without_trigger_on_kill(celery_deployment, cloud, action, dag_id=dag_id)
     newest = airflow.dag_runs(dag_id)[-1]
     hosts = {t["hostname"] for t in _tries(airflow, dag_id, newest["dag_run_id"], "run_job")}
     assert hosts == {"worker_b"}

@@ -84,7 +84,7 @@ FLAKY_CHILD = "model.jaffle_shop.flaky_child"
 
 @pytest.mark.usefixtures("airflow_db")
 def test_retry_from_failure_keeps_its_state_in_an_artifacts_dir_url(
-    bucket: Bucket, cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bucket: Bucket, cache_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task_log: Any
 ) -> None:
     """Without a task state store (Airflow < 3.3) the state goes to the URL; the retry runs on a
     cold worker (cache root emptied) and still runs only the failed node and its skipped child."""
@@ -139,3 +139,8 @@ def test_retry_from_failure_keeps_its_state_in_an_artifacts_dir_url(
         FLAKY_CHILD: "success",
     }
     assert "artifacts/build/.dbt_retry_from_failure.json" not in bucket.objects("artifacts/")  # forgotten
+    # The task log names where the state went (not "the task state store" this Airflow lacks).
+    log = task_log.text()
+    assert (
+        f"Kept 2 failed/skipped node(s) in artifacts_dir {bucket.url('artifacts/build')} for a retry" in log
+    )

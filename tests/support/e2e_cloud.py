@@ -221,6 +221,8 @@ KILL_ACTIONS = ("mark_failed", "mark_success", "clear")
 #: The emulator default world's ``long`` job: a run that stays in flight for 10 minutes.
 LONG_JOB = 40003
 CANCELLED = 30
+#: dbt Cloud's terminal run statuses: success, error, cancelled.
+TERMINAL_STATUSES = (10, 20, CANCELLED)
 #: How long a kill may take to reach dbt Cloud (the issue's bar; Airflow's on_kill_timeout is 30 s).
 CANCEL_WITHIN_S = 30.0
 #: How many times in a row each action runs per deployment (``ADP_KILL_REPEAT=5`` for the 5x check).
@@ -248,14 +250,7 @@ def kill_deferred_task(
     job_run = deferred_and_watched(api, emulator, dag_id, run_id)
     assert cancel_calls(emulator, job_run) == [], summarize_requests(emulator)
 
-    if action == "mark_failed":
-        api.set_task_state(dag_id, run_id, "run_job", "failed")
-    elif action == "mark_success":
-        api.set_task_state(dag_id, run_id, "run_job", "success")
-    elif action == "clear":
-        api.clear_task_instance(dag_id, run_id, "run_job")
-    else:
-        raise ValueError(f"unknown kill action {action!r}; one of {KILL_ACTIONS}")
+    kill(api, dag_id, run_id, action)
     acted = time.monotonic()
     wait_until(
         f"{action} to cancel dbt Cloud run {job_run} within {CANCEL_WITHIN_S:.0f}s",
@@ -269,20 +264,113 @@ def kill_deferred_task(
     took = time.monotonic() - acted
     assert len(cancel_calls(emulator, job_run)) == 1, summarize_requests(emulator)
 
-    if action == "clear":
-        new_run = deferred_and_watched(api, emulator, dag_id, run_id, min_try=2)
-        assert new_run != job_run
-        assert len(trigger_calls(emulator, run_id)) == 2, summarize_requests(emulator)
-        finish_runs(api, emulator, dag_id, run_id, deployment=deployment)
-        emulator.set_speed(1.0)
-        ti = api.task_instance(dag_id, run_id, "run_job")
-        assert (ti["state"], ti["try_number"]) == ("success", 2)
+    new_run = what_follows_the_kill(deployment, emulator, action, dag_id, run_id, job_run)
+    if new_run is not None:
         assert cancel_calls(emulator, new_run) == [], summarize_requests(emulator)
-        assert api.xcom(dag_id, run_id, "run_job") == new_run
+    return took
+
+
+def kill(api: AirflowApi, dag_id: str, run_id: str, action: str) -> None:
+    """Kill the deferred ``run_job`` task as a user does in the UI (one of :data:`KILL_ACTIONS`)."""
+    if action == "mark_failed":
+        api.set_task_state(dag_id, run_id, "run_job", "failed")
+    elif action == "mark_success":
+        api.set_task_state(dag_id, run_id, "run_job", "success")
+    elif action == "clear":
+        api.clear_task_instance(dag_id, run_id, "run_job")
     else:
+        raise ValueError(f"unknown kill action {action!r}; one of {KILL_ACTIONS}")
+
+
+def what_follows_the_kill(
+    deployment: AirflowDeployment,
+    emulator: DbtCloudEmulator,
+    action: str,
+    dag_id: str,
+    run_id: str,
+    job_run: int,
+) -> int | None:
+    """Check what follows a kill of the task that watched ``job_run``; the clear's new run, if any.
+
+    ``mark_failed``/``mark_success`` leave the task (and its DAG run) in that state, with no other
+    run triggered; ``clear`` starts try 2, which triggers exactly one fresh run and succeeds with it.
+    """
+    api = deployment.api()
+    if action != "clear":
         wanted = "failed" if action == "mark_failed" else "success"
         ti = api.task_instance(dag_id, run_id, "run_job")
         assert (ti["state"], ti["try_number"]) == (wanted, 1)
         assert api.wait_for_dag_run(dag_id, run_id, timeout=180)["state"] == wanted
         assert len(trigger_calls(emulator, run_id)) == 1, summarize_requests(emulator)
-    return took
+        return None
+    new_run = deferred_and_watched(api, emulator, dag_id, run_id, min_try=2)
+    assert new_run != job_run
+    assert len(trigger_calls(emulator, run_id)) == 2, summarize_requests(emulator)
+    finish_runs(api, emulator, dag_id, run_id, deployment=deployment)
+    emulator.set_speed(1.0)
+    ti = api.task_instance(dag_id, run_id, "run_job")
+    assert (ti["state"], ti["try_number"]) == ("success", 2)
+    assert api.xcom(dag_id, run_id, "run_job") == new_run
+    return new_run
+
+
+#: What the operator logs as it defers on Airflow < 3.3 (``compat.warn_no_trigger_on_kill``).
+NO_TRIGGER_ON_KILL = "has no trigger on_kill (Airflow 3.3 adds it): killing this task while it is deferred"
+
+
+def trigger_dropped(deployment: AirflowDeployment, dag_id: str, run_id: str, try_number: int) -> bool:
+    """Whether the triggerer has ended the trigger of that try (its ``trigger completed`` line).
+
+    The triggerer names a trigger ``dag/run/task/map_index/try (ID n)`` and logs ``trigger
+    completed`` when its coroutine ends: fired, or cancelled because its task left ``deferred``
+    (after the trigger's ``cleanup``). The line goes to the try's trigger log
+    (``attempt=<try>.log.trigger.<job>.log``) or to the triggerer's own log.
+    """
+    name = f"{dag_id}/{run_id}/run_job/-1/{try_number} (ID "
+    try_logs = deployment.logs_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=run_job"
+    files = [deployment.component("triggerer").log_path, *try_logs.glob(f"attempt={try_number}.log*")]
+    for path in files:
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                if "trigger completed" in line and name in line:
+                    return True
+    return False
+
+
+def kill_deferred_task_without_trigger_on_kill(
+    deployment: AirflowDeployment,
+    emulator: DbtCloudEmulator,
+    action: str,
+    *,
+    dag_id: str = "e2e_cloud_deferred_job",
+) -> None:
+    """Kill a deferred run's task on Airflow < 3.3: the degradation docs/compatibility.md states.
+
+    Without trigger ``on_kill`` nothing tells the trigger why its task left ``deferred``: the
+    triggerer just drops it. So the task log says once, as the task defers, that a kill while
+    deferred does not cancel the run; after the kill, once the triggerer has dropped the trigger
+    (the only place a cancel could come from), the run was not cancelled and is still in flight.
+    ``mark_failed``/``mark_success`` leave the task in that state; ``clear`` starts a new try
+    that triggers one fresh run (a clear recomputes ``max_tries``, so the old run is not
+    adopted) and succeeds with it, while the old run goes on to its own end.
+    """
+    api = deployment.api()
+    api.wait_for_dag(dag_id)
+    run_id = api.trigger_dag_run(dag_id, conf={"job_id": LONG_JOB})
+    job_run = deferred_and_watched(api, emulator, dag_id, run_id)
+    log = api.task_log_text(dag_id, run_id, "run_job", 1)
+    assert log.count(NO_TRIGGER_ON_KILL) == 1, log[-3000:]
+
+    kill(api, dag_id, run_id, action)
+    wait_until(
+        f"the triggerer to drop the trigger of {dag_id}/{run_id} after {action}",
+        lambda: trigger_dropped(deployment, dag_id, run_id, 1),
+        timeout=120,
+        describe=lambda: deployment.component("triggerer").log_tail(30),
+    )
+    assert cancel_calls(emulator) == [], summarize_requests(emulator)
+    assert run_status(emulator, job_run) not in TERMINAL_STATUSES, summarize_requests(emulator)
+
+    if what_follows_the_kill(deployment, emulator, action, dag_id, run_id, job_run) is not None:
+        assert api.task_log_text(dag_id, run_id, "run_job", 2).count(NO_TRIGGER_ON_KILL) == 1
+    assert cancel_calls(emulator) == [], summarize_requests(emulator)

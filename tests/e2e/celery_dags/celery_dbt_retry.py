@@ -5,7 +5,9 @@ first; while try 1 waits at the project's gate, the test drains ``worker_a`` of 
 ``worker_b`` consume it instead (Celery's ``cancel_consumer``/``add_consumer``, as an operator
 drains a machine). Try 1 then fails on ``flaky`` (``downstream`` is skipped); the retry can only
 land on ``worker_b``, a machine with none of try 1's files, and must run just those two nodes
-(``dbt retry``, from the state Airflow 3.3 keeps in its task state store).
+(``dbt retry``). The state for it crosses machines through the task state store on Airflow 3.3;
+before 3.3, through ``artifacts_dir``, which is on object storage every worker reaches (the
+loopback S3 server the test starts, bucket :data:`ARTIFACTS_BUCKET`, connection ``adp_s3``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from airflow.sdk import DAG
 from airflow_dbt_provider.operators.dbt import DbtBuildOperator
 
 PROJECT_DIR = Path(__file__).resolve().parent / "retry_project"
+#: The bucket tests/e2e/test_celery.py creates on its S3 server; one fixed path for every run of
+#: the DAG, as users set it (the retry state file names the task instance it belongs to).
+ARTIFACTS_BUCKET = "adp-celery-e2e"
+ARTIFACTS_URL = f"s3://adp_s3@{ARTIFACTS_BUCKET}/celery_dbt_retry/build"
 
 with DAG(
     dag_id="celery_dbt_retry",
@@ -35,6 +41,7 @@ with DAG(
         profile_conn_id="celery_warehouse",
         profile_overrides={"schema": "retry_dag"},
         retry_from_failure=True,
+        artifacts_dir=ARTIFACTS_URL,
         retries=1,
         retry_delay=timedelta(seconds=1),
         push_artifacts=["run_results.json"],
