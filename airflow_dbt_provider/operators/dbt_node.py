@@ -340,7 +340,7 @@ class DbtNodeResultOperator(DbtNodeOperator):
                 )
             self.log.info("%s was skipped by %s; building it here", self.unique_id, self.producer_task_id)
             return self._build(context)
-        if record is not None:
+        if record is not None and state in PRODUCER_ENDED:
             self.log.info("The record of %s predates this try; building it here", self.unique_id)
             return self._build(context)
         if state not in PRODUCER_ENDED:

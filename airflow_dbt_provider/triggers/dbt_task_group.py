@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
@@ -125,7 +125,7 @@ class _Poller:
         for unique_id in [u for u in waiting if u in done]:
             record = await self._xcom(record_key(unique_id))
             if record is not None:
-                self._answer(unique_id, {"kind": "result", "record": record})
+                self._answer(unique_id, {"kind": "result", "record": record, "producer_state": state})
         if state in PRODUCER_ENDED:
             for unique_id in [u for u in waiting if u in self.waiters]:
                 self._answer(unique_id, {"kind": "producer_ended", "producer_state": state})
@@ -229,16 +229,28 @@ class DbtNodeResultTrigger(BaseTrigger):
         if try_number is None:
             try_number = int(self._task_instance_field("try_number"))
         key = (dag_id, run_id, self.producer_task_id)
-        poller = _POLLERS.get(key)
-        if poller is None:
-            poller = _POLLERS[key] = _Poller(dag_id, run_id, self.producer_task_id, self.poll_interval)
-        future = poller.wait(self.unique_id)
-        try:
-            event = await future
-        finally:
-            poller.forget(self.unique_id, future)
-        record = event.get("record")
-        if isinstance(record, dict) and self._ends_task(record, try_number):
+        not_before = self.not_before
+        if try_number > 1 and not_before is None:
+            # A later try started from the trigger: it began no later than now.
+            not_before = datetime.now(timezone.utc).isoformat()
+        while True:
+            poller = _POLLERS.get(key)
+            if poller is None:  # (the last one ended when its last waiter was answered)
+                poller = _POLLERS[key] = _Poller(dag_id, run_id, self.producer_task_id, self.poll_interval)
+            future = poller.wait(self.unique_id)
+            try:
+                event = await future
+            finally:
+                poller.forget(self.unique_id, future)
+            record = event.get("record")
+            stale = isinstance(record, dict) and not _fresh(record, try_number, not_before)
+            if not (stale and event.get("producer_state") not in PRODUCER_ENDED):
+                break
+            # An older producer try's record while the producer may still publish this one's (the
+            # whole group was cleared; a new try's start clears the old XComs): wait for it, asking
+            # again once a round, rather than have the worker build the node beside the build.
+            await asyncio.sleep(self.poll_interval)
+        if isinstance(record, dict) and record.get("status") == "success" and not stale:
             summary = node_summary(self.unique_id, self.producer_task_id, record)
             self.log.info(
                 "%s: built by %s (dbt: %s); ending the task in the triggerer",
@@ -250,9 +262,7 @@ class DbtNodeResultTrigger(BaseTrigger):
             return
         yield TriggerEvent(event)
 
-    def _ends_task(self, record: dict[str, Any], try_number: int) -> bool:
-        """A success record ends the task here if fresh: any for a first try, else one published
-        since ``not_before`` (a later try started from the trigger has none: the worker decides)."""
-        if record.get("status") != "success":
-            return False
-        return try_number <= 1 or published_since(record, self.not_before)
+
+def _fresh(record: dict[str, Any], try_number: int, not_before: str | None) -> bool:
+    """Any record is this try's for a first try; a later try's only if published since it began."""
+    return try_number <= 1 or published_since(record, not_before)

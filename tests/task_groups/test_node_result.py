@@ -98,3 +98,36 @@ def test_start_from_trigger_only_where_the_scheduler_supports_it(
     on_worker = _operator(tmp_path)
     assert on_worker.start_from_trigger is False
     assert on_worker.start_trigger_args is None
+
+
+class _Deferred(Exception):
+    """Raised by the test's ``defer``: carries the trigger the task deferred to."""
+
+    def __init__(self, trigger: DbtNodeResultTrigger) -> None:
+        super().__init__("deferred")
+        self.trigger = trigger
+
+
+def test_an_older_producer_trys_record_is_waited_out_not_built_beside_the_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later try (the whole group cleared) finds the previous build's record while the producer
+    is queued or running again: it defers for this try's record instead of building the node on
+    its own beside the producer's build; once the producer has ended, it builds it."""
+    op = _operator(tmp_path)
+    old = {"status": "success", "published_at": "2026-01-01T09:00:00+00:00", "nodes": {NODE: "success"}}
+    ti = _TI({record_key(NODE): old}, try_number=2)
+
+    def defer(self: Any, *, trigger: DbtNodeResultTrigger, method_name: str) -> None:
+        raise _Deferred(trigger)
+
+    monkeypatch.setattr(DbtNodeResultOperator, "defer", defer)
+    monkeypatch.setattr(DbtNodeResultOperator, "_build", _forbidden("build the node"))
+    for state in ("queued", "running", "up_for_retry"):
+        monkeypatch.setattr(DbtNodeResultOperator, "_producer_state", lambda self, ti, s=state: s)
+        with pytest.raises(_Deferred) as deferred:
+            op.execute({"ti": ti})
+        assert deferred.value.trigger.not_before == ti.start_date.isoformat()
+    monkeypatch.setattr(DbtNodeResultOperator, "_producer_state", lambda self, ti: "success")
+    monkeypatch.setattr(DbtNodeResultOperator, "_build", lambda self, context: {"built": True})
+    assert op.execute({"ti": ti}) == {"built": True}

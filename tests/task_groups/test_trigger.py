@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import types
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -146,11 +147,41 @@ def test_a_producer_that_ended_resumes_on_a_worker(producer: Producer) -> None:
 
 def test_a_later_try_ends_only_from_a_record_published_since_it_started(producer: Producer) -> None:
     producer.publish(NODE, "success", published_at="2026-01-01T10:00:00+00:00")
-    stale = asyncio.run(_first_event(_trigger(try_number=2, not_before="2026-01-01T10:00:01+00:00")))
-    assert not isinstance(stale, TaskSuccessEvent)
-    assert stale.payload["kind"] == "result"
     fresh = asyncio.run(_first_event(_trigger(try_number=2, not_before="2026-01-01T09:59:59+00:00")))
     assert isinstance(fresh, TaskSuccessEvent)
+
+    async def scenario() -> TriggerEvent:
+        wait = asyncio.ensure_future(
+            _first_event(_trigger(try_number=2, not_before="2026-01-01T10:00:01+00:00"))
+        )
+        await asyncio.sleep(0.3)  # several rounds: an older try's record while the producer runs
+        assert not wait.done()  # is neither trusted nor handed to the worker to build beside it
+        producer.state = "success"  # the producer is done and never published this try's record
+        return await asyncio.wait_for(wait, 10)
+
+    stale = asyncio.run(scenario())
+    assert not isinstance(stale, TaskSuccessEvent)  # the worker builds the node itself
+    assert stale.payload["kind"] == "result"
+    assert stale.payload["producer_state"] == "success"
+
+
+def test_a_stale_record_is_waited_out_without_busy_polling(producer: Producer) -> None:
+    """A whole-group clear: the new producer try has not cleared the old XComs yet. The node waits
+    for this try's record, one regular round at a time (not an early round per answer)."""
+    producer.publish(NODE, "success", published_at="2026-01-01T10:00:00+00:00")
+
+    async def scenario() -> TriggerEvent:
+        wait = asyncio.ensure_future(
+            _first_event(_trigger(try_number=2, not_before="2026-01-01T10:00:01+00:00", poll_interval=0.2))
+        )
+        await asyncio.sleep(1.0)
+        rounds = producer.state_reads
+        producer.publish(NODE, "success", published_at="2026-01-01T10:00:02+00:00")  # this try's
+        event = await asyncio.wait_for(wait, 10)
+        assert rounds <= 8, rounds  # ~5 rounds of 0.2 s, not a 50 ms early round after each answer
+        return event
+
+    assert isinstance(asyncio.run(scenario()), TaskSuccessEvent)
 
 
 def test_started_from_the_trigger_it_reads_the_task_instance_and_waits_for_the_producer(
@@ -178,10 +209,17 @@ def test_started_from_the_trigger_it_reads_the_task_instance_and_waits_for_the_p
         return await asyncio.wait_for(wait, 10)
 
     assert isinstance(asyncio.run(scenario()), TaskSuccessEvent)
-    # A later try started from the trigger has no start to compare with: the worker decides.
-    later = asyncio.run(_first_event(started(2)))
-    assert not isinstance(later, TaskSuccessEvent)
-    assert later.payload["kind"] == "result"
+
+    # A later try started from the trigger began no later than the trigger: the older record is
+    # waited out; one published since ends it.
+    async def later_try() -> TriggerEvent:
+        wait = asyncio.ensure_future(_first_event(started(2)))
+        await asyncio.sleep(0.3)
+        assert not wait.done()
+        producer.publish(NODE, "success", published_at=datetime.now(timezone.utc).isoformat())
+        return await asyncio.wait_for(wait, 10)
+
+    assert isinstance(asyncio.run(later_try()), TaskSuccessEvent)
 
 
 def test_a_node_the_last_poll_saw_listed_is_answered_without_waiting_a_round(producer: Producer) -> None:
