@@ -167,6 +167,7 @@ def test_task_group_single_build_spans_both_workers(
     # Each task ran where its queue sent it: the producer on worker_b, node tasks on both — or, on
     # Airflow >= 3.3 (start_from_trigger), node tasks on no worker: started and ended in the triggerer.
     assert tis["jaffle_shop.dbt_build"]["hostname"] == "worker_b"
+    assert tis["jaffle_shop.end"]["hostname"] == "worker_a"
     node_tis = [tis[f"jaffle_shop.{n}"] for n in JAFFLE_NODES]
     if HAS_START_FROM_TRIGGER:
         assert all(not ti["hostname"] and ti["queued_when"] is None for ti in node_tis), node_tis
@@ -184,7 +185,11 @@ def test_task_group_single_build_spans_both_workers(
         if "ending the task in the triggerer" in airflow.task_log_text(dag_id, run_id, f"jaffle_shop.{n}")
     ]
     assert ended_in_triggerer, "no node task waited in the triggerer while the producer was building"
-    # Every worker rendered the group from a manifest it parsed and cached itself.
+    # Every worker rendered the group from a manifest it parsed and cached itself (on >= 3.3 worker_a
+    # for the end task, which emitted one Asset event per relation of worker_b's build).
+    events = airflow.asset_events(source_dag_id=dag_id, source_run_id=run_id)
+    assert {e["source_task_id"] for e in events} == {"jaffle_shop.end"}, events
+    assert len(events) == len([n for n in JAFFLE_NODES if not n.startswith("relationships_")]), events
     for name, worker in celery_deployment.workers.items():
         cache = worker.airflow_home / ".dbt-provider-cache" / "task-groups" / "manifests"
         assert list(cache.glob("*.json")), f"{name} has no rendered manifest of its own in {cache}"

@@ -2,9 +2,11 @@
 
 ``example_dags/dbt_task_group_duckdb.py`` on the PostgreSQL warehouse, rendered on every machine
 that parses the file (the dag-processor and each worker, each from its own cache). The producer
-``jaffle_shop.dbt_build`` runs on ``worker_b``; the node tasks alternate between ``worker_a`` and
-``worker_b`` (in task-id order), so a node task on one machine ends with the record the producer
-published from the other one.
+``jaffle_shop.dbt_build`` runs on ``worker_b`` and ``jaffle_shop.end`` on ``worker_a``; the node
+tasks alternate between ``worker_a`` and ``worker_b`` (in task-id order), so a node task on one
+machine ends with the record the producer published from the other one. On Airflow >= 3.3 node
+tasks start and end in the triggerer (``start_from_trigger``), on no worker: there the end task is
+what ``worker_a`` runs of the group.
 """
 
 from __future__ import annotations
@@ -38,5 +40,6 @@ with DAG(
         operator_args={"retries": 1},
     )
     group.producer.queue = "worker_b"
+    dag.get_task("jaffle_shop.end").queue = "worker_a"  # emits the Asset events of worker_b's build
     for index, task in enumerate(sorted(group.node_tasks.values(), key=lambda t: t.task_id)):
         task.queue = WORKERS[index % len(WORKERS)]
