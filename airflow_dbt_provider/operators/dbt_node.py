@@ -28,9 +28,9 @@ from airflow_dbt_provider.triggers.dbt_task_group import (
     PRODUCER_ENDED,
     PRODUCER_NOT_STARTED,
     DbtNodeResultTrigger,
+    is_fresh,
     node_summary,
     producer_state,
-    published_since,
     record_key,
 )
 
@@ -328,7 +328,7 @@ class DbtNodeResultOperator(DbtNodeOperator):
         if state in PRODUCER_NOT_STARTED:
             self._reschedule(ti, state)
         record = ti.xcom_pull(task_ids=self.producer_task_id, key=record_key(self.unique_id))
-        if record is not None and self._fresh(ti, record):
+        if record is not None and is_fresh(record, int(ti.try_number or 1), getattr(ti, "start_date", None)):
             if record["status"] == "success":
                 self.log.info(
                     "%s: built by %s (dbt: %s)", self.unique_id, self.producer_task_id, record["nodes"]
@@ -374,12 +374,6 @@ class DbtNodeResultOperator(DbtNodeOperator):
             built = [BuiltAsset(self.unique_id, self.node_uri)]
             emit_asset_events(context, self.group_alias, built, self.log)
         return summary
-
-    def _fresh(self, ti: Any, record: Mapping[str, Any]) -> bool:
-        """A first try trusts any record; a later try only one published after it started."""
-        if int(ti.try_number or 1) <= 1:
-            return True
-        return published_since(dict(record), getattr(ti, "start_date", None))
 
     def _producer_state(self, ti: Any) -> str:
         from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance

@@ -18,7 +18,7 @@ its start (dbt's message in the task log, retries honoured).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,8 +46,11 @@ def node_summary(unique_id: str, producer_task_id: str, record: dict[str, Any]) 
     return {"unique_id": unique_id, "source": producer_task_id, **record}
 
 
-def published_since(record: dict[str, Any], since: datetime | str | None) -> bool:
-    """Whether the producer published ``record`` at or after ``since`` (a try's start)."""
+def is_fresh(record: Mapping[str, Any], try_number: int, since: datetime | str | None) -> bool:
+    """Whether ``record`` is this try's: any record for a first try; for a later try only one the
+    producer published at or after ``since`` (the try's start; ``None``: unknown, so not fresh)."""
+    if try_number <= 1:
+        return True
     published = record.get("published_at")
     if since is None or not published:
         return False
@@ -243,7 +246,7 @@ class DbtNodeResultTrigger(BaseTrigger):
             finally:
                 poller.forget(self.unique_id, future)
             record = event.get("record")
-            stale = isinstance(record, dict) and not _fresh(record, try_number, not_before)
+            stale = isinstance(record, dict) and not is_fresh(record, try_number, not_before)
             if not (stale and event.get("producer_state") not in PRODUCER_ENDED):
                 break
             # An older producer try's record while the producer may still publish this one's (the
@@ -261,8 +264,3 @@ class DbtNodeResultTrigger(BaseTrigger):
             yield TaskSuccessEvent(xcoms={"return_value": summary})
             return
         yield TriggerEvent(event)
-
-
-def _fresh(record: dict[str, Any], try_number: int, not_before: str | None) -> bool:
-    """Any record is this try's for a first try; a later try's only if published since it began."""
-    return try_number <= 1 or published_since(record, not_before)
