@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import psutil
 
+from airflow_dbt_provider.cloud import RunStatus
 from airflow_dbt_provider.testing.dbt_cloud_emulator import DbtCloudEmulator, RecordedRequest
 from support.airflow_api import AirflowApi
 from support.airflow_deployment import AirflowDeployment
@@ -221,8 +222,6 @@ KILL_ACTIONS = ("mark_failed", "mark_success", "clear")
 #: The emulator default world's ``long`` job: a run that stays in flight for 10 minutes.
 LONG_JOB = 40003
 CANCELLED = 30
-#: dbt Cloud's terminal run statuses: success, error, cancelled.
-TERMINAL_STATUSES = (10, 20, CANCELLED)
 #: How long a kill may take to reach dbt Cloud (the issue's bar; Airflow's on_kill_timeout is 30 s).
 CANCEL_WITHIN_S = 30.0
 #: How many times in a row each action runs per deployment (``ADP_KILL_REPEAT=5`` for the 5x check).
@@ -369,7 +368,7 @@ def kill_deferred_task_without_trigger_on_kill(
         describe=lambda: deployment.component("triggerer").log_tail(30),
     )
     assert cancel_calls(emulator) == [], summarize_requests(emulator)
-    assert run_status(emulator, job_run) not in TERMINAL_STATUSES, summarize_requests(emulator)
+    assert not RunStatus(run_status(emulator, job_run)).is_terminal, summarize_requests(emulator)
 
     if what_follows_the_kill(deployment, emulator, action, dag_id, run_id, job_run) is not None:
         assert api.task_log_text(dag_id, run_id, "run_job", 2).count(NO_TRIGGER_ON_KILL) == 1
