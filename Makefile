@@ -46,12 +46,12 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check .
 
 typecheck: install-dev
-	$(VENV)/bin/mypy airflow_dbt_provider
+	$(VENV)/bin/mypy airflow_dbt_provider benchmarks
 
 test: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy airflow_dbt_provider
+	$(VENV)/bin/mypy airflow_dbt_provider benchmarks
 	bash scripts/ensure_system_deps.sh
 	# Two workers for everything but the end-to-end suite, which starts its own Airflow deployment
 	# (scheduler, triggerer, ...) and wants the machine's cores to itself.

@@ -261,6 +261,11 @@ def _ts(text: str | None) -> float | None:
     return datetime.fromisoformat(text).timestamp() if text else None
 
 
+def _at(text: str) -> float:
+    """A timestamp that must be there (a task's start or end once it ran, dbt's generated_at)."""
+    return datetime.fromisoformat(text).timestamp()
+
+
 def _task_instances(api: Any, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
     tis: list[dict[str, Any]] = []
@@ -319,8 +324,7 @@ def _run_results(api: Any, dag_id: str, run_id: str, task_id: str) -> dict[str, 
 
 
 def _completed(result: dict[str, Any]) -> float | None:
-    ends = [_ts(t.get("completed_at")) for t in result.get("timing", [])]
-    ends = [e for e in ends if e is not None]
+    ends = [_at(t["completed_at"]) for t in result.get("timing", []) if t.get("completed_at")]
     return max(ends) if ends else None
 
 
@@ -345,9 +349,9 @@ def _latency(api: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]], mani
             continue
         parents = nodes[uid]["depends_on"].get("nodes", [])
         ups = [by_task.get(f"dbt.{nodes[p]['name']}") for p in parents if p in nodes]
-        up_end = max((_ts(u["end_date"]) for u in ups if u and u["end_date"]), default=0.0)
+        up_end = max((_at(u["end_date"]) for u in ups if u and u["end_date"]), default=0.0)
         waits_on_upstream += up_end > end
-        latencies.append(_ts(ti["end_date"]) - max(end, up_end))  # type: ignore[operator]
+        latencies.append(_at(ti["end_date"]) - max(end, up_end))
     if not latencies:
         return {"error": "no node task matched a result"}
     return {
@@ -366,22 +370,22 @@ def _overhead(api: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> 
         rr = _run_results(api, dag_id, run_id, ti["task_id"]) if ti["end_date"] else None
         if not rr or not rr.get("results"):
             continue
-        start, end = _ts(ti["start_date"]), _ts(ti["end_date"])
+        start, end = _at(ti["start_date"]), _at(ti["end_date"])
         node_s = sum(float(r.get("execution_time") or 0.0) for r in rr["results"])
-        generated = _ts(rr["metadata"]["generated_at"])
-        dbt_start = generated - rr["elapsed_time"]  # type: ignore[operator]
+        generated = _at(rr["metadata"]["generated_at"])
+        dbt_start = generated - rr["elapsed_time"]
         timings = [t for r in rr["results"] for t in r.get("timing", [])]
         node_starts = [_ts(t["started_at"]) for t in timings if t.get("started_at")]
         first_node = min((s for s in node_starts if s), default=dbt_start)
         rows.append(
             {
-                "queued_to_start": start - _ts(ti["queued_when"]) if ti.get("queued_when") else None,  # type: ignore[operator]
-                "wall": end - start,  # type: ignore[operator]
+                "queued_to_start": start - _at(ti["queued_when"]) if ti.get("queued_when") else None,
+                "wall": end - start,
                 "dbt_nodes": node_s,
-                "overhead": end - start - node_s,  # type: ignore[operator]
-                "before_dbt": dbt_start - start,  # type: ignore[operator]
+                "overhead": end - start - node_s,
+                "before_dbt": dbt_start - start,
                 "dbt_startup": first_node - dbt_start,
-                "after_dbt": end - generated,  # type: ignore[operator]
+                "after_dbt": end - generated,
             }
         )
     if not rows:
