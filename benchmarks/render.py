@@ -280,6 +280,14 @@ def _cold_workers_behind(cold: dict[str, Any]) -> list[str]:
     if share is not None and share >= COLD_FETCH_SHARE_GOAL:
         found.append(f"cold workers: fetching an unchanged project costs {share:.1%} of the task "
                      "(goal < 5 %)")  # fmt: skip
+    # The task's own check is the first in its fresh process (as in every Airflow task): it also pays
+    # s3fs's imports and the client's creation, which the second fetch above does not.
+    warm = cold.get("arms", {}).get("warm_local", {})
+    first = warm.get("in_task_unchanged_fetch_share")
+    if first is not None and first >= COLD_FETCH_SHARE_GOAL:
+        seconds = fmt(warm["in_task_unchanged_fetch_s"])
+        found.append(f"cold workers: a task's own check of an unchanged project (the first in its "
+                     f"process) {seconds} s, {first:.1%} of (c)'s task (goal < 5 %)")  # fmt: skip
     return found
 
 
