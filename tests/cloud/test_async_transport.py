@@ -378,3 +378,53 @@ async def test_async_client_tunnels_through_an_https_proxy_it_verifies(
             with pytest.raises(Exception, match="not trusted"):
                 await client.get_account()
     assert len(proxy.records) == 1
+
+
+async def test_nothing_of_a_failed_attempt_is_alive_while_the_client_waits_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The frame that waits out a retry's backoff holds neither the error (with its traceback:
+    aiohttp's frames, the connection) nor the refused answer.
+
+    Why: with many triggers retrying at once, those objects kept through the backoff outlived the
+    young-generation collections and pushed the triggerer into full ones, stalling its event loop
+    (BENCHMARKS.md, N = 1000 with faults).
+    """
+    import sys
+
+    import aiohttp
+
+    async def hang_up_then_503_then_ok(reader: _Recording, writer: asyncio.StreamWriter) -> None:
+        await reader.request()
+        if len(reader.heads) <= 2:
+            return  # hang up (twice: aiohttp itself may resend once on a dropped connection)
+        while True:
+            answer = OK if len(reader.heads) > 3 else b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n"
+            writer.write(answer)
+            await writer.drain()
+            await reader.request()
+
+    held_during_waits: list[list[str]] = []
+    real_sleep = asyncio.sleep
+
+    async def watching_sleep(delay: float, *args: object) -> None:
+        if delay > 0:  # a retry's backoff (aiohttp's own yields are sleep(0))
+            waiting = sys._getframe(1)  # the client's frame that awaits this sleep
+            held_during_waits.append(
+                sorted(
+                    type(value).__name__
+                    for value in waiting.f_locals.values()
+                    if isinstance(value, (BaseException, aiohttp.ClientResponse))
+                )
+            )
+        await real_sleep(delay, *args)
+
+    async with raw_server(hang_up_then_503_then_ok) as (url, _):
+        retry = RetryPolicy(max_attempts=5, backoff_base=0.01, backoff_max=0.05)
+        async with AsyncDbtCloudClient(raw_settings(url, retry=retry)) as client:
+            monkeypatch.setattr(asyncio, "sleep", watching_sleep)
+            account = await client.get_account()
+            monkeypatch.setattr(asyncio, "sleep", real_sleep)
+    assert account.id == 7
+    assert len(held_during_waits) >= 2, held_during_waits  # after a hang-up and after the 503
+    assert all(held == [] for held in held_during_waits), held_during_waits
