@@ -182,48 +182,30 @@ class AsyncDbtCloudClient:
         body = None if call.body is None else json.dumps(call.body).encode()
         schedule = RetrySchedule(call, self.settings, log)
         while True:
-            outcome = await self._attempt(session, context, call, url, body, schedule)
-            if isinstance(outcome, bytes):
-                return outcome
-            # The wait happens out here, after the attempt's frame is gone. Waiting inside the
-            # ``except`` kept the error and its traceback (aiohttp's frames, the connection, the
-            # answer) alive through the backoff: with many triggers retrying at once those objects
-            # outlived the young-generation collections and pushed the triggerer into full ones
-            # (~0.1 s stalls of its event loop at N = 1000 with faults, in BENCHMARKS.md).
-            await asyncio.sleep(outcome)
-
-    async def _attempt(
-        self,
-        session: aiohttp.ClientSession,
-        context: ssl.SSLContext,
-        call: ApiCall,
-        url: URL,
-        body: bytes | None,
-        schedule: RetrySchedule,
-    ) -> bytes | float:
-        """One request: a 2xx answer's body, or the seconds to wait before the next attempt (or raise)."""
-        try:
-            async with session.request(
-                call.method,
-                url,
-                headers=self._headers if body is None else self._json_headers,
-                data=body,
-                proxy=self._proxy,
-                proxy_headers=self._proxy_headers or None,
-                ssl=context,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                content = await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            if _untrusted(exc):
-                raise tls_error(call, self.settings, exc, self.transport.verify) from None
-            return schedule.after_failure(exc, reached_server=not isinstance(exc, _NOT_SENT))
-        status = response.status
-        log.debug("dbt Cloud %s %s -> %d", call.method, call.path, status)
-        if 200 <= status < 300:
-            return content
-        return schedule.after_status(status, content, response.headers.get("Retry-After"))
+            try:
+                async with session.request(
+                    call.method,
+                    url,
+                    headers=self._headers if body is None else self._json_headers,
+                    data=body,
+                    proxy=self._proxy,
+                    proxy_headers=self._proxy_headers or None,
+                    ssl=context,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as response:
+                    content = await response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                if _untrusted(exc):
+                    raise tls_error(call, self.settings, exc, self.transport.verify) from None
+                sent = not isinstance(exc, _NOT_SENT)
+                await asyncio.sleep(schedule.after_failure(exc, reached_server=sent))
+                continue
+            status = response.status
+            log.debug("dbt Cloud %s %s -> %d", call.method, call.path, status)
+            if 200 <= status < 300:
+                return content
+            await asyncio.sleep(schedule.after_status(status, content, response.headers.get("Retry-After")))
 
     def _url(self, call: ApiCall) -> URL:
         """The URL of a call, built once: a trigger asks for the same run at every poll."""
