@@ -8,6 +8,7 @@ and the producer's success records end them there, read back through the REST AP
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,13 @@ def test_killed_producer_fails_unfinished_nodes_and_clearing_builds_only_them(
         # own end-of-run decision can leave the run failed with the cleared task never scheduled.
         airflow.wait_for_dag_run(KILL_DAG, run_id, states=["failed"], timeout=180)
         tries_before = {ti["task_id"]: ti["try_number"] for ti in airflow.task_instances(KILL_DAG, run_id)}
+        # The API marked the producer failed; its supervisor kills the process only at its next
+        # heartbeat. Until then dbt is still inside `slow`, and removing the flag would let the
+        # producer finish the build it was meant to lose (CI run of 2026-12-01 23:16).
+        producer = next(
+            ti for ti in airflow.task_instances(KILL_DAG, run_id) if ti["task_id"] == "jaffle.dbt_build"
+        )
+        print("producer process was still running:", _wait_until_no_process_runs(producer["id"], timeout=120))
         # Fix the cause, clear only the failed node: it builds itself; nothing else runs again.
         flag.unlink()
         airflow.request(
@@ -198,3 +206,23 @@ def test_per_node_group_on_postgres_fails_one_node_and_clearing_it_rebuilds_only
     built = [uid for t in tis for uid in _run_results(airflow, run_id, t) if not uid.startswith("test.")]
     assert sorted(uid.rsplit(".", 1)[-1] for uid in built) == sorted(n for n in PG_NODES if "__" not in n)
     assert pg_warehouse("select count(*) from e2e_tg.customers") == [(10,)]
+
+
+def _wait_until_no_process_runs(ti_id: str, timeout: float) -> bool:
+    """Wait until no process on this machine runs the task instance ``ti_id``: Airflow titles a
+    task's process ``airflow worker -- <task instance id>`` (Task SDK ``startup``). Returns whether
+    one was still running when the wait began."""
+    deadline, waited = time.monotonic() + timeout, False
+    while time.monotonic() < deadline:
+        if not any(ti_id in _cmdline(proc) for proc in Path("/proc").iterdir() if proc.name.isdigit()):
+            return waited
+        waited = True
+        time.sleep(0.2)
+    raise AssertionError(f"a process still runs task instance {ti_id} after {timeout:.0f} s")
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # the process ended meanwhile
+        return ""
