@@ -257,12 +257,8 @@ def _import_times(dag_file: Path) -> dict[str, Any]:
     return {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0] if k != "errors"}
 
 
-def _ts(text: str | None) -> float | None:
-    return datetime.fromisoformat(text).timestamp() if text else None
-
-
 def _at(text: str) -> float:
-    """A timestamp that must be there (a task's start or end once it ran, dbt's generated_at)."""
+    """A timestamp the caller knows is set (a finished run or task, dbt's artifacts and log events)."""
     return datetime.fromisoformat(text).timestamp()
 
 
@@ -283,8 +279,8 @@ def _run_arm(api: Any, dag_id: str, manifest_path: Path) -> dict[str, Any]:
     finally:
         api.set_paused(dag_id, True)
     tis = _task_instances(api, dag_id, run_id)
-    wall = _ts(run["end_date"]) - _ts(run["start_date"])  # type: ignore[operator]
-    ran = [_ts(t["end_date"]) - _ts(t["start_date"]) for t in tis if t["start_date"] and t["end_date"]]  # type: ignore[operator]
+    wall = _at(run["end_date"]) - _at(run["start_date"])
+    ran = [_at(t["end_date"]) - _at(t["start_date"]) for t in tis if t["start_date"] and t["end_date"]]
     figures: dict[str, Any] = {
         "state": run["state"],
         "wall_s": round(wall, 2),
@@ -375,8 +371,8 @@ def _overhead(api: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -> 
         generated = _at(rr["metadata"]["generated_at"])
         dbt_start = generated - rr["elapsed_time"]
         timings = [t for r in rr["results"] for t in r.get("timing", [])]
-        node_starts = [_ts(t["started_at"]) for t in timings if t.get("started_at")]
-        first_node = min((s for s in node_starts if s), default=dbt_start)
+        node_starts = [_at(t["started_at"]) for t in timings if t.get("started_at")]
+        first_node = min(node_starts, default=dbt_start)
         rows.append(
             {
                 "queued_to_start": start - _at(ti["queued_when"]) if ti.get("queued_when") else None,
@@ -421,9 +417,12 @@ def _log_phases(api: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -
             content = answer.json().get("content", [])
         except Exception:
             continue
-        events = [(_ts(i.get("timestamp")), str(i.get("event", ""))) for i in content if isinstance(i, dict)]
-        events = [(t, e) for t, e in events if t is not None]
-        last = _ts(ti["start_date"])
+        events = [
+            (_at(i["timestamp"]), str(i.get("event", "")))
+            for i in content
+            if isinstance(i, dict) and i.get("timestamp")
+        ]
+        last = _at(ti["start_date"])
         marks = []
         for _name, text in _MARKS:
             at = next((t for t, e in events if text in e), None)
@@ -433,9 +432,9 @@ def _log_phases(api: Any, dag_id: str, run_id: str, tis: list[dict[str, Any]]) -
         if len(marks) != len(_MARKS):
             continue
         for (name, _), at in zip(_MARKS, marks, strict=True):
-            phases[name].append(at - last)  # type: ignore[operator]
+            phases[name].append(at - last)
             last = at
-        phases["after_dbt"].append(_ts(ti["end_date"]) - last)  # type: ignore[operator]
+        phases["after_dbt"].append(_at(ti["end_date"]) - last)
     counted = len(phases["after_dbt"])
     out: dict[str, Any] = {"tasks": counted}
     if counted:

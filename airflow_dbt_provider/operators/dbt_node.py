@@ -324,11 +324,12 @@ class DbtNodeResultOperator(DbtNodeOperator):
 
     def _settle(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
+        try_number, started = int(ti.try_number or 1), getattr(ti, "start_date", None)
         state = self._producer_state(ti)
         if state in PRODUCER_NOT_STARTED:
             self._reschedule(ti, state)
         record = ti.xcom_pull(task_ids=self.producer_task_id, key=record_key(self.unique_id))
-        if record is not None and is_fresh(record, int(ti.try_number or 1), getattr(ti, "start_date", None)):
+        if record is not None and is_fresh(record, try_number, started):
             if record["status"] == "success":
                 self.log.info(
                     "%s: built by %s (dbt: %s)", self.unique_id, self.producer_task_id, record["nodes"]
@@ -344,8 +345,6 @@ class DbtNodeResultOperator(DbtNodeOperator):
             self.log.info("The record of %s predates this try; building it here", self.unique_id)
             return self._build(context)
         if state not in PRODUCER_ENDED:
-            try_number = int(ti.try_number or 1)
-            started = getattr(ti, "start_date", None)
             self.defer(
                 trigger=DbtNodeResultTrigger(
                     producer_task_id=self.producer_task_id,
@@ -359,7 +358,7 @@ class DbtNodeResultOperator(DbtNodeOperator):
                 method_name="execute_complete",
             )
         finished = ti.xcom_pull(task_ids=self.producer_task_id, key=FINISHED_KEY)
-        if finished is None and int(ti.try_number or 1) <= 1:
+        if finished is None and try_number <= 1:
             raise DbtProducerEndedError(
                 f"{self.producer_task_id} ended ({state}) before dbt finished {self.unique_id}; "
                 "clear this task to build the node on its own"

@@ -8,7 +8,6 @@ and the producer's success records end them there, read back through the REST AP
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from support.airflow_api import AirflowApi
 from support.dbt_projects import TASK_GROUP_NODES
+from support.e2e_cloud import task_processes, wait_until
 
 from airflow_dbt_provider.artifacts import decode_artifact
 from airflow_dbt_provider.compat import HAS_START_FROM_TRIGGER
@@ -100,7 +100,12 @@ def test_killed_producer_fails_unfinished_nodes_and_clearing_builds_only_them(
         producer = next(
             ti for ti in airflow.task_instances(KILL_DAG, run_id) if ti["task_id"] == "jaffle.dbt_build"
         )
-        print("producer process was still running:", _wait_until_no_process_runs(producer["id"], timeout=120))
+        wait_until(
+            "the killed producer's process to end",
+            lambda: not task_processes(airflow_deployment, producer["id"]),
+            timeout=120,
+            describe=lambda: "\n".join(task_processes(airflow_deployment, producer["id"])),
+        )
         # Fix the cause, clear only the failed node: it builds itself; nothing else runs again.
         flag.unlink()
         airflow.request(
@@ -206,23 +211,3 @@ def test_per_node_group_on_postgres_fails_one_node_and_clearing_it_rebuilds_only
     built = [uid for t in tis for uid in _run_results(airflow, run_id, t) if not uid.startswith("test.")]
     assert sorted(uid.rsplit(".", 1)[-1] for uid in built) == sorted(n for n in PG_NODES if "__" not in n)
     assert pg_warehouse("select count(*) from e2e_tg.customers") == [(10,)]
-
-
-def _wait_until_no_process_runs(ti_id: str, timeout: float) -> bool:
-    """Wait until no process on this machine runs the task instance ``ti_id``: Airflow titles a
-    task's process ``airflow worker -- <task instance id>`` (Task SDK ``startup``). Returns whether
-    one was still running when the wait began."""
-    deadline, waited = time.monotonic() + timeout, False
-    while time.monotonic() < deadline:
-        if not any(ti_id in _cmdline(proc) for proc in Path("/proc").iterdir() if proc.name.isdigit()):
-            return waited
-        waited = True
-        time.sleep(0.2)
-    raise AssertionError(f"a process still runs task instance {ti_id} after {timeout:.0f} s")
-
-
-def _cmdline(proc: Path) -> str:
-    try:
-        return (proc / "cmdline").read_bytes().decode(errors="replace")
-    except OSError:  # the process ended meanwhile
-        return ""

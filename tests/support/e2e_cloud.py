@@ -132,6 +132,18 @@ def busy_workers(deployment: AirflowDeployment) -> list[str]:
     return titles
 
 
+def task_processes(deployment: AirflowDeployment, ti_id: str) -> list[str]:
+    """Titles of the deployment's processes running task instance ``ti_id``: the Task SDK titles a
+    task's process ``airflow worker -- <task instance id>`` (empty once Airflow has killed it)."""
+    titles = []
+    for proc in deployment.component("scheduler").descendants():
+        with contextlib.suppress(psutil.Error):
+            title = " ".join(proc.cmdline()).strip()
+            if ti_id in title:
+                titles.append(title)
+    return titles
+
+
 def wait_for_idle_workers(deployment: AirflowDeployment, *, timeout: float = 180, settle: float = 5) -> None:
     """Wait until every LocalExecutor worker has reported its workload, plus ``settle`` seconds.
 
