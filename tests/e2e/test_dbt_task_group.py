@@ -102,9 +102,9 @@ def test_killed_producer_fails_unfinished_nodes_and_clearing_builds_only_them(
         )
         wait_until(
             "the killed producer's process to end",
-            lambda: not task_processes(airflow_deployment, producer["id"]),
+            lambda: not task_processes(producer["id"]),
             timeout=120,
-            describe=lambda: "\n".join(task_processes(airflow_deployment, producer["id"])),
+            describe=lambda: "\n".join(task_processes(producer["id"])),
         )
         # Fix the cause, clear only the failed node: it builds itself; nothing else runs again.
         flag.unlink()

@@ -132,11 +132,12 @@ def busy_workers(deployment: AirflowDeployment) -> list[str]:
     return titles
 
 
-def task_processes(deployment: AirflowDeployment, ti_id: str) -> list[str]:
-    """Titles of the deployment's processes running task instance ``ti_id``: the Task SDK titles a
-    task's process ``airflow worker -- <task instance id>`` (empty once Airflow has killed it)."""
+def task_processes(ti_id: str) -> list[str]:
+    """Titles of this machine's processes running task instance ``ti_id``: the Task SDK titles a
+    task's process ``airflow worker -- <task instance id>`` (empty once Airflow has killed it). All
+    processes, not the scheduler's descendants: that walk did not show the task process here."""
     titles = []
-    for proc in deployment.component("scheduler").descendants():
+    for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
             title = " ".join(proc.cmdline()).strip()
             if ti_id in title:
